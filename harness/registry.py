@@ -1,0 +1,61 @@
+"""Adapter lookup: by built-in name, by entry point (group ``resume_harness.adapters``), or by
+``pkg.module:Class``. Unknown names raise :class:`ConfigError` with one clear line."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from harness import boundaries
+from harness.contract import StorageAdapter
+from harness.errors import ConfigError
+
+ENTRY_POINT_GROUP = "resume_harness.adapters"
+
+#: The embedded adapters, in report order. ``postgres`` needs a server (``--dsn``).
+BUILTIN: dict[str, str] = {
+    "tinydb-legacy": "adapters.tinydb_legacy:TinyDBLegacyAdapter",
+    "tinydb-locked": "adapters.tinydb_locked:TinyDBLockedAdapter",
+    "sqlite": "adapters.sqlite:SQLiteAdapter",
+    "postgres": "adapters.postgres:PostgresAdapter",
+}
+EMBEDDED: tuple[str, ...] = ("tinydb-legacy", "tinydb-locked", "sqlite")
+
+
+def _import(spec: str) -> type[StorageAdapter]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"adapter {spec!r}: cannot import module {module_name!r} ({exc})") from exc
+    try:
+        cls = getattr(module, attr)
+    except AttributeError as exc:
+        raise ConfigError(f"adapter {spec!r}: module {module_name!r} has no {attr!r}") from exc
+    if not isinstance(cls, type):
+        raise ConfigError(f"adapter {spec!r}: {attr!r} is not a class")
+    return cls
+
+
+def available() -> dict[str, str]:
+    """Every adapter name known here: built-ins plus installed entry points."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def resolve(spec: str) -> type[StorageAdapter]:
+    """The adapter class for a name or ``pkg.module:Class``."""
+    boundaries.install()
+    known = available()
+    if spec in known:
+        return _import(known[spec])
+    if ":" in spec:
+        return _import(spec)
+    names = ", ".join(sorted(known))
+    raise ConfigError(f"unknown adapter {spec!r}; known: {names} (or give pkg.module:Class)")
+
+
+def adapter_name(cls: type[StorageAdapter]) -> str:
+    return getattr(cls, "name", "") or f"{cls.__module__}:{cls.__qualname__}"
