@@ -1,0 +1,1 @@
+"""The harness engine: contract, faults, history, invariants, reference model, runners, CLI."""

@@ -215,7 +215,7 @@ class StorageAdapter(abc.ABC):
         self.faults = faults if faults is not None else NO_FAULTS
 
     # -- lifecycle
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections and file handles."""
 
     @abc.abstractmethod
@@ -305,6 +305,11 @@ class StorageAdapter(abc.ABC):
         path = os.path.join(root, tag)
         os.makedirs(path, exist_ok=True)
         return path
+
+    @classmethod
+    def validate_root(cls, root: str) -> None:
+        """Raise :class:`ConfigError` when ``root`` cannot host this adapter (a bad or unreachable
+        DSN, a database that does not look like a test database)."""
 
     @classmethod
     def drop_location(cls, location: str) -> None:
