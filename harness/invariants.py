@@ -67,7 +67,7 @@ def _maybe_after(other: OpRecord, rec: OpRecord) -> bool:
 
 def _tailored_parents(history: Sequence[OpRecord]) -> dict[str, str]:
     return {r.args["tailored_resume_id"]: r.args["resume_id"] for r in history
-            if r.op == "confirm_improvement" and r.args.get("tailored_resume_id")}
+            if r.op == "confirm_improvement" and r.args.get("tailored_resume_id") and _applied(r)}
 
 
 def _ancestry(resume_id: str, parents: Mapping[str, str]) -> list[str]:
@@ -212,10 +212,16 @@ def _resume_field_writes(history: Sequence[OpRecord]) -> dict[tuple[str, str, st
             add("resume", rid, "content_type", a.get("content_type", "md"), r)
             add("resume", rid, "filename", a.get("filename", ""), r)
             add("resume", rid, "processed_data", a.get("processed_data"), r)
+            add("resume", rid, "processing_status",
+                "completed" if a.get("processed_data") is not None else "pending", r)
         elif r.op == "update_resume":
             for fld, value in (a.get("fields") or {}).items():
                 if fld in UPDATABLE_RESUME_FIELDS:
                     add("resume", a.get("resume_id"), fld, value, r)
+            flds = a.get("fields") or {}
+            if "processed_data" in flds and "processing_status" not in flds:
+                add("resume", a.get("resume_id"), "processing_status",
+                    "completed" if flds["processed_data"] is not None else "pending", r)
         elif r.op == "save_cover_letter":
             add("resume", a.get("resume_id"), "cover_letter", a.get("text"), r)
         elif r.op == "save_outreach_message":
@@ -228,6 +234,7 @@ def _resume_field_writes(history: Sequence[OpRecord]) -> dict[tuple[str, str, st
             tid = a.get("tailored_resume_id")
             add("resume", tid, "processed_data", a.get("improved_data"), r)
             add("resume", tid, "parent_id", a.get("resume_id"), r)
+            add("resume", tid, "processing_status", "completed", r)
             rq = a.get("request_id")
             add("improvement", rq, "original_resume_id", a.get("resume_id"), r)
             add("improvement", rq, "tailored_resume_id", tid, r)
@@ -280,6 +287,21 @@ def check_acked_writes_durable(snapshot: Snapshot, history: Sequence[OpRecord]) 
                                f"{digest(stored)[:12]}) is none of the acknowledged or possible "
                                f"last writes (ops {', '.join(f'#{w.rec.index}' for w in candidates)})",
                                [rid], [w.rec.index for w in candidates]))
+    children: dict[str, list[str]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    for d in history:
+        if d.op != "delete_resume" or d.status != OK:
+            continue
+        stack, doomed = [d.args.get("resume_id")], []
+        while stack:
+            x = stack.pop()
+            doomed.append(x)
+            stack.extend(c for c in children.get(x, []) if c not in doomed)
+        for x in doomed:
+            if x in snapshot.resumes and not any(_maybe_after(c, d) for c in resume_creators.get(x, [])):
+                out.append(Finding(ACKED_WRITES_DURABLE, f"resume {x} is still stored though delete "
+                                   f"(op #{d.index}) was acknowledged", [x], [d.index]))
     return out
 
 
@@ -302,12 +324,18 @@ def check_no_lost_preview_hashes(snapshot: Snapshot,
         if stored not in {w.value for w in candidates}:
             acked = [w.rec.index for w in ws if w.rec.status == OK]
             what = "missing" if stored is None else f"{stored!r}"
+            last_ok = [w for w in ws if w.rec.status == OK][-1]
             out.append(Finding(NO_LOST_PREVIEW_HASHES,
                                f"job {jid} prompt {prompt}: hash is {what}, acknowledged by "
-                               f"op #{acked[-1]} as {ws[-1].value!r}", [jid, prompt],
+                               f"op #{acked[-1]} as {last_ok.value!r}", [jid, prompt],
                                [w.rec.index for w in candidates]))
     for c in history:
         if c.op != "confirm_improvement" or c.status == OK or c.error_type != "Conflict":
+            continue
+        if any(o.op == "confirm_improvement" and o is not c and _applied(o)
+               and o.start < (c.end or float("inf"))
+               and (o.args.get("tailored_resume_id") == c.args.get("tailored_resume_id")
+                    or o.args.get("request_id") == c.args.get("request_id")) for o in history):
             continue
         key = (c.args.get("job_id"), c.args.get("prompt_id"))
         ws = writes.get(key, [])
@@ -363,6 +391,8 @@ def _index_by_id(history: Sequence[OpRecord],
                     if c not in ids:
                         ids.add(c)
                         stack.append(c)
+            ids |= {r.args.get("request_id") for r in history if r.op == "confirm_improvement"
+                    and {r.args.get("resume_id"), r.args.get("tailored_resume_id")} & ids}
         for i in ids - {None}:
             by_id.setdefault(i, []).append(o)
     return by_id
@@ -408,6 +438,8 @@ def _returned_matches_stored(rec: OpRecord, snapshot: Snapshot, by_id: Mapping[s
         pairs.append((imp.get("request_id"), imp, snapshot.improvements.get(imp.get("request_id"))))
     elif "resume_id" in returned:
         pairs.append((returned["resume_id"], returned, snapshot.resumes.get(returned["resume_id"])))
+    elif "request_id" in returned:
+        pairs.append((returned["request_id"], returned, snapshot.improvements.get(returned["request_id"])))
     elif "job_id" in returned and "preview_hashes" in returned:
         pairs.append((returned["job_id"], returned, snapshot.jobs.get(returned["job_id"])))
     out: list[Finding] = []
@@ -421,7 +453,7 @@ def _returned_matches_stored(rec: OpRecord, snapshot: Snapshot, by_id: Mapping[s
                                "but nothing with that id is stored", [ident], [rec.index]))
             continue
         stored_d = stored.to_dict()
-        ignore = {"is_master"} if any(_maybe_after(o, rec) for o in master_ops) else set()
+        ignore = {"is_master", "updated_at"} if any(_maybe_after(o, rec) for o in master_ops) else set()
         if any(_maybe_after(o, rec) for o in previews):
             ignore.add("preview_hashes")
         diff = sorted(k for k in stored_d if k not in ignore and k in ret and ret[k] != stored_d[k])
