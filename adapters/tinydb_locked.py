@@ -257,10 +257,12 @@ class TinyDBLockedAdapter(StorageAdapter):
     def set_master(self, resume_id: str) -> Resume:
         with self._serial(), self._unit() as rollback:
             self._resume_doc(resume_id)
-            now = now_iso()
-            self._update(rollback, RESUMES, _is_master(), {"is_master": False, "updated_at": now})
+            now, target = now_iso(), Query().resume_id == resume_id
+            # Two writes, as audited, but each touches only what changes (updated_at included).
+            self._update(rollback, RESUMES, _is_master() & ~target,
+                         {"is_master": False, "updated_at": now})
             self.faults.point("set_master.after_unset_old")
-            self._update(rollback, RESUMES, Query().resume_id == resume_id,
+            self._update(rollback, RESUMES, target & ~_is_master(),
                          {"is_master": True, "updated_at": now})
             self.faults.point("set_master.after_set_new")
             return resume_from_dict(self._resume_doc(resume_id))
@@ -280,7 +282,8 @@ class TinyDBLockedAdapter(StorageAdapter):
             self._remove(rollback, RESUMES, q.resume_id == resume_id)
             self.faults.point("delete_resume.after_remove")
             remaining = [d for d in everything if d["resume_id"] not in doomed]
-            if any(d.get("is_master") for d in remaining):
+            lost_master = any(d.get("is_master") for d in everything if d["resume_id"] in doomed)
+            if not lost_master or any(d.get("is_master") for d in remaining):
                 return
             candidates = sorted((d for d in remaining if d.get("parent_id") is None),
                                 key=lambda d: (d["created_at"], d["resume_id"]))
@@ -333,6 +336,8 @@ class TinyDBLockedAdapter(StorageAdapter):
             job = self._job_doc(job_id)
             if job["preview_hashes"].get(prompt_id) != preview_hash:
                 raise Conflict(f"preview hash for prompt {prompt_id} does not match")
+            if improved_data is None:
+                raise InvalidData("improved_data", "required")
             check_processed_data(improved_data, "improved_data")
             self._absent(RESUMES, tailored_resume_id)
             self._absent(IMPROVEMENTS, request_id)

@@ -44,13 +44,14 @@ def _install_tinydb() -> None:
         if ctrl is not None:
             torn = ctrl.boundary("write")
             if torn is not None:
+                rule, point = torn
                 serialized = json.dumps(data, **self.kwargs)
-                cut = max(1, int(len(serialized) * torn.torn_fraction))
+                cut = max(1, int(len(serialized) * rule.torn_fraction))
                 self._handle.seek(0)
                 self._handle.write(serialized[:cut])
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
-                ctrl.die(ctrl.injections[-1].point if ctrl.injections else "torn-write")
+                ctrl.die(point)
         original(self, data)
 
     write.__wrapped__ = original  # type: ignore[attr-defined]

@@ -197,7 +197,9 @@ class StorageAdapter(abc.ABC):
     - Errors: a missing id raises ``NotFound`` and changes nothing; input failing ResumeData
       raises ``InvalidData`` (``field`` = ``processed_data.<path>`` or ``improved_data.<path>``,
       or the name of a field ``update_resume`` may not change) and changes nothing; a wrong
-      preview hash raises ``Conflict``; a store failure raises ``StorageError``.
+      preview hash raises ``Conflict``; a store failure raises ``StorageError``. ``NotFound`` is
+      checked before ``InvalidData``; creating a record whose id already exists is ``Conflict``.
+    - ``set_master`` accepts any existing resume, tailored ones included.
     - What an operation returns equals what is stored right after it.
     - ``processing_status`` is ``"completed"`` when ``processed_data`` is set, else ``"pending"``
       unless ``update_resume`` sets it explicitly.

@@ -12,7 +12,8 @@ A :class:`FaultRule` matches point names (``fnmatch`` patterns) and fires one ac
 - ``crash``: the process dies at the point. In a forked child (``crash_exits=True``) this is
   ``os._exit``: no ``finally``, no ``__exit__``, no compensation runs. Elsewhere it raises
   :class:`SimulatedCrash`, a ``BaseException`` that is weaker (``finally`` blocks do run).
-- ``torn-write``: at a storage write, only a prefix of the bytes reaches the file, then crash.
+- ``torn-write``: at a storage write, only a prefix of the new bytes reaches the file (over
+  the old contents, as an interrupted in-place rewrite leaves it), then crash.
   At a point that writes nothing it is a plain crash.
 - ``delay``: sleep ``delay_s`` to widen a race window.
 - ``pause``: block until the rule is released (a rendezvous for forcing interleavings).
@@ -203,11 +204,12 @@ class FaultController:
         if rule is not None:
             self._perform(rule, name)
 
-    def boundary(self, kind: str) -> FaultRule | None:
+    def boundary(self, kind: str) -> tuple[FaultRule, str] | None:
         """A storage-boundary point: the k-th ``kind`` (write, sql, commit) of this operation.
 
-        Returns a fired ``torn-write`` rule for the caller to tear its write; other actions are
-        performed here.
+        Returns a fired ``torn-write`` rule and the point name for the caller to tear its write;
+        other actions are performed here. Writes made by an adapter's own compensation count
+        too, so sweep "an error at every write" with one ``count=1`` rule per point.
         """
         if not self.active:
             return None
@@ -218,7 +220,7 @@ class FaultController:
         if rule is None:
             return None
         if rule.action == TORN_WRITE:
-            return rule
+            return rule, name
         self._perform(rule, name)
         return None
 
