@@ -293,7 +293,7 @@ class StorageAdapter(abc.ABC):
         (``InvalidData``). Then creates, as one unit, the tailored resume (``parent_id`` =
         ``resume_id``, not master, content / content_type / filename copied from the original,
         ``processed_data`` = ``improved_data``, status ``"completed"``) and its improvement
-        record."""
+        record. ``improved_data`` is required: None is ``InvalidData``."""
 
     @abc.abstractmethod
     def get_improvement_by_tailored_resume(self, tailored_resume_id: str) -> Improvement:

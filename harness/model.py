@@ -5,6 +5,12 @@ conformance suite runs against it like against any backend, and scenarios compar
 it. Every operation runs under one lock on plain dicts of records; records are deep-copied on the
 way in and out, so callers never alias stored state. It has no fault points and ignores its
 location (it is not durable: re-opening starts empty).
+
+Where the contract is silent, the model decides (and the correct adapters agree): a given id
+that already exists is a ``Conflict``; ``update_resume`` checks the id before the fields;
+``improved_data=None`` is ``InvalidData("improved_data")``; ``updated_at`` changes on every
+record an operation changes (set_master: the old and the new master, unless already master);
+deleting promotes a master only when the master was among the deleted resumes.
 """
 
 from __future__ import annotations

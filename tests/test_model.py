@@ -130,3 +130,11 @@ def test_confirm_requires_improved_data():
         model.confirm_improvement("a", "j", "p", "h", None, [])  # type: ignore[arg-type]
     assert exc.value.field == "improved_data"
     assert len(model.snapshot().resumes) == 1
+
+
+def test_upload_becomes_master_iff_no_master_exists():
+    ts = "2024-01-01T00:00:00.000000+00:00"
+    model = ReferenceModel.from_snapshot(Snapshot(resumes={"a": resume("a", ts)}))  # no master
+    assert model.upload_resume("b", resume_id="b").is_master
+    assert not model.upload_resume("c", resume_id="c").is_master
+    assert [r.resume_id for r in model.snapshot().masters()] == ["b"]
