@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ class ScenarioContext:
 
     def new_location(self, label: str = "store") -> str:
         """A fresh, empty location; dropped by :meth:`cleanup`."""
-        tag = f"h{self.seed}_{next(self._counter)}_{label}".replace("-", "_")[:48]
+        unique = uuid.uuid4().hex[:8]  # concurrent runs on one server must never share a schema
+        tag = f"h{self.seed}_{unique}_{next(self._counter)}_{label}".replace("-", "_")[:48]
         loc = self.adapter_cls.fresh_location(self.location_root, tag)
         self._made.append(loc)
         return loc
