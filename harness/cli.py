@@ -106,7 +106,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<16} guarantees: {claims}")
         for op, points in cls.fault_points.items():
             print(f"      {op}: {', '.join(points)}")
-        auto = "write#k" if cls.location_kind == "file" else "sql#k, commit#k"
+        auto = ", ".join(getattr(cls, "boundary_points", ())) or "none declared"
         print(f"      (+ automatic storage-boundary points per operation: {auto})")
     print("scenarios:")
     for name, spec in BUILTIN_SCENARIOS.items():
@@ -165,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"harness: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130

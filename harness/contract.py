@@ -210,6 +210,8 @@ class StorageAdapter(abc.ABC):
     fault_points: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     #: "file" for stores in a directory (torn writes apply), "server" for DSN-located stores.
     location_kind: ClassVar[str] = "file"
+    #: The automatic storage-boundary points its operations pass (for listing).
+    boundary_points: ClassVar[tuple[str, ...]] = ("write#k",)
 
     def __init__(self, location: str, faults: FaultController | None = None) -> None:
         boundaries.install()
