@@ -91,7 +91,7 @@ def dsn_with_flags(dsn: str | None, allow_any: bool) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.invariants import INVARIANTS
+    from harness.invariants import INVARIANTS, NO_DEADLOCK
     from harness.registry import available, resolve
     from harness.scenario import BUILTIN_SCENARIOS
 
@@ -114,6 +114,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("invariants:")
     for inv in INVARIANTS:
         print(f"  {inv.id:<24} {inv.holds_when} [{', '.join(inv.audit_refs)}]")
+    print(f"  {NO_DEADLOCK:<24} racing operations never all block inside the store (races only)")
     return EXIT_OK
 
 

@@ -28,6 +28,9 @@ HONEST_RESULTS = "honest-results"
 STORE_READABLE = "store-readable"
 VALID_DATA = "valid-data"
 REFERENTIAL_INTEGRITY = "referential-integrity"
+#: Not one of the eight snapshot invariants: reported by the race explorer when every racing
+#: thread is blocked inside the store.
+NO_DEADLOCK = "no-deadlock"
 
 
 @dataclass
