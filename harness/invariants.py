@@ -104,11 +104,40 @@ def _job_creators(history: Sequence[OpRecord]) -> dict[str, list[OpRecord]]:
     return made
 
 
-def _deleters(resume_id: str, history: Sequence[OpRecord], parents: Mapping[str, str]) -> list[OpRecord]:
+def _deletes_by_target(history: Sequence[OpRecord]) -> dict[str, list[OpRecord]]:
+    out: dict[str, list[OpRecord]] = {}
+    for r in history:
+        if r.op == "delete_resume" and _applied(r):
+            out.setdefault(r.args.get("resume_id"), []).append(r)
+    return out
+
+
+def _deleters(resume_id: str, deletes: Mapping[str, list[OpRecord]],
+              parents: Mapping[str, str]) -> list[OpRecord]:
     """Deletes that may have removed ``resume_id`` (itself or an ancestor)."""
-    chain = set(_ancestry(resume_id, parents))
-    return [r for r in history if r.op == "delete_resume" and _applied(r)
-            and r.args.get("resume_id") in chain]
+    return [d for rid in _ancestry(resume_id, parents) for d in deletes.get(rid, ())]
+
+
+class _Latest:
+    """Answers "does any of these ops, other than ``rec``, possibly take effect after ``rec``?"
+    in O(1): keeps the two latest-ending ops (unfinished ones count as ending never)."""
+
+    def __init__(self, ops: Iterable[OpRecord] = ()) -> None:
+        self.top: list[tuple[float, int]] = []
+        self.first_start = float("inf")
+        for o in ops:
+            self.add(o)
+
+    def add(self, o: OpRecord) -> None:
+        end = o.end if o.end is not None else float("inf")
+        self.top = sorted([*self.top, (end, o.index)], reverse=True)[:2]
+        self.first_start = min(self.first_start, o.start)
+
+    def any_after(self, rec: OpRecord) -> bool:
+        for end, index in self.top:
+            if index != rec.index:
+                return end >= rec.start
+        return False
 
 
 @dataclass(frozen=True)
@@ -119,11 +148,11 @@ class _Write:
 
 def _final_candidates(writes: list[_Write]) -> list[_Write] | None:
     """The writes that may be the last applied one; None when no write was acknowledged."""
-    if not any(w.rec.status == OK for w in writes):
-        return None
     oks = [w for w in writes if w.rec.status == OK]
-    return [w for w in writes if not any(o.rec.start > (w.rec.end if w.rec.end is not None
-                                                          else float("inf")) for o in oks)]
+    if not oks:
+        return None
+    last_ok_start = max(o.rec.start for o in oks)
+    return [w for w in writes if w.rec.end is None or not last_ok_start > w.rec.end]
 
 
 # --------------------------------------------------------------------------- the checks
@@ -251,20 +280,20 @@ def check_acked_writes_durable(snapshot: Snapshot, history: Sequence[OpRecord]) 
     or delete that may have come after it replaced it."""
     out: list[Finding] = []
     parents = _tailored_parents(history)
+    deletes = _deletes_by_target(history)
     resume_creators, job_creators = _resume_creators(history), _job_creators(history)
     imp_targets = {r.args.get("request_id"): r.args for r in history
                    if r.op == "confirm_improvement" and r.args.get("request_id")}
     reported: set[tuple[str, str]] = set()
     for (table, rid, fld), writes in sorted(_resume_field_writes(history).items(),
                                             key=lambda kv: kv[0]):
-        candidates = _final_candidates(writes)
-        if candidates is None:
+        if not any(w.rec.status == OK for w in writes):
             continue
         if table == "resume":
             if rid not in resume_creators:
                 continue  # never created: honest-results' business
             stored_rec = snapshot.resumes.get(rid)
-            deleters = _deleters(rid, history, parents)
+            deleters = _deleters(rid, deletes, parents)
         elif table == "job":
             if rid not in job_creators:
                 continue
@@ -274,7 +303,7 @@ def check_acked_writes_durable(snapshot: Snapshot, history: Sequence[OpRecord]) 
             stored_rec = snapshot.improvements.get(rid)
             tgt = imp_targets.get(rid, {})
             deleters = [d for ref in (tgt.get("resume_id"), tgt.get("tailored_resume_id")) if ref
-                        for d in _deleters(ref, history, parents)]
+                        for d in _deleters(ref, deletes, parents)]
         acked = [w.rec.index for w in writes if w.rec.status == OK]
         if stored_rec is None:
             if not deleters and (table, rid) not in reported:
@@ -282,6 +311,12 @@ def check_acked_writes_durable(snapshot: Snapshot, history: Sequence[OpRecord]) 
                 out.append(Finding(ACKED_WRITES_DURABLE,
                                    f"{table} {rid} is gone though its write (op #{acked[0]}) was "
                                    "acknowledged and nothing deleted it", [rid], acked))
+            continue
+        if deleters:  # present again after a delete: only writes after that delete count
+            writes = [w for w in writes
+                      if not any(w.rec.end is not None and d.start > w.rec.end for d in deleters)]
+        candidates = _final_candidates(writes)
+        if candidates is None:
             continue
         stored = getattr(stored_rec, fld)
         if digest(stored) not in {digest(w.value) for w in candidates}:
@@ -332,14 +367,17 @@ def check_no_lost_preview_hashes(snapshot: Snapshot,
                                f"job {jid} prompt {prompt}: hash is {what}, acknowledged by "
                                f"op #{acked[-1]} as {last_ok.value!r}", [jid, prompt],
                                [w.rec.index for w in candidates]))
+    confirms_by_ref: dict[str, _Latest] = {}
+    for o in history:
+        if o.op == "confirm_improvement" and _applied(o):
+            for ref in {o.args.get("tailored_resume_id"), o.args.get("request_id")} - {None}:
+                confirms_by_ref.setdefault(ref, _Latest()).add(o)
     for c in history:
         if c.op != "confirm_improvement" or c.status == OK or c.error_type != "Conflict":
             continue
-        if any(o.op == "confirm_improvement" and o is not c and _applied(o)
-               and o.start < (c.end or float("inf"))
-               and (o.args.get("tailored_resume_id") == c.args.get("tailored_resume_id")
-                    or o.args.get("request_id") == c.args.get("request_id")) for o in history):
-            continue
+        if any(_started_before_end(confirms_by_ref.get(ref), c)
+               for ref in (c.args.get("tailored_resume_id"), c.args.get("request_id"))):
+            continue  # a retry of a confirm that may have applied: Conflict on the ids
         key = (c.args.get("job_id"), c.args.get("prompt_id"))
         ws = writes.get(key, [])
         for w in ws:
@@ -365,24 +403,36 @@ _TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
 _CRASH_OR_STORAGE = {"StorageError", "InjectedFault", "SimulatedCrash"}
 
 
-def _certainly_missing(kind: str, ident: str, rec: OpRecord, history: Sequence[OpRecord],
+def _started_before_end(ops: _Latest | None, rec: OpRecord) -> bool:
+    """Some op among ``ops`` (applied ones, so never ``rec`` itself) started before ``rec`` ended."""
+    return ops is not None and ops.first_start < (rec.end if rec.end is not None else float("inf"))
+
+
+def _certainly_missing(kind: str, ident: str, rec: OpRecord, deletes: Mapping[str, list[OpRecord]],
                        creators: Mapping[str, list[OpRecord]],
                        parents: Mapping[str, str]) -> bool:
     made = [c for c in creators.get(ident, []) if c.start < (rec.end or float("inf"))]
     if not made:
         return True
     if kind == "resume":
-        return any(d.status == OK and d.finished_before(rec) for d in _deleters(ident, history, parents))
+        gone = [d for d in _deleters(ident, deletes, parents) if d.status == OK and d.finished_before(rec)]
+        # deleted before rec, unless created again (ids reused) after that delete
+        return any(not any(c.end is None or c.end >= d.start for c in made) for d in gone)
     return False
 
 
-def _index_by_id(history: Sequence[OpRecord],
-                 parents: Mapping[str, str]) -> dict[str, list[OpRecord]]:
-    """Applied write operations by every id they may change (deletes: every descendant too)."""
+def _index_by_id(history: Sequence[OpRecord], parents: Mapping[str, str]) -> dict[str, _Latest]:
+    """Applied write operations by every id they may change (deletes: every descendant and the
+    improvements going with them too)."""
     children: dict[str, list[str]] = {}
     for child, parent in parents.items():
         children.setdefault(parent, []).append(child)
-    by_id: dict[str, list[OpRecord]] = {}
+    requests_of: dict[str, set[str]] = {}
+    for r in history:
+        if r.op == "confirm_improvement" and r.args.get("request_id"):
+            for ref in (r.args.get("resume_id"), r.args.get("tailored_resume_id")):
+                requests_of.setdefault(ref, set()).add(r.args["request_id"])
+    by_id: dict[str, _Latest] = {}
     for o in history:
         if not _applied(o) or o.op not in WRITE_OPERATIONS:
             continue
@@ -394,10 +444,9 @@ def _index_by_id(history: Sequence[OpRecord],
                     if c not in ids:
                         ids.add(c)
                         stack.append(c)
-            ids |= {r.args.get("request_id") for r in history if r.op == "confirm_improvement"
-                    and {r.args.get("resume_id"), r.args.get("tailored_resume_id")} & ids}
+            ids |= {q for rid in list(ids) for q in requests_of.get(rid, ())}
         for i in ids - {None}:
-            by_id.setdefault(i, []).append(o)
+            by_id.setdefault(i, _Latest()).add(o)
     return by_id
 
 
@@ -407,14 +456,15 @@ def check_honest_results(snapshot: Snapshot, history: Sequence[OpRecord]) -> lis
     out: list[Finding] = []
     parents = _tailored_parents(history)
     creators = {"resume": _resume_creators(history), "job": _job_creators(history)}
+    deletes = _deletes_by_target(history)
     by_id = _index_by_id(history, parents)
-    master_ops = [o for o in history if o.op in MASTER_OPS and _applied(o)]
-    previews = [o for o in history if o.op == "record_preview" and _applied(o)]
+    master_ops = _Latest(o for o in history if o.op in MASTER_OPS and _applied(o))
+    previews = _Latest(o for o in history if o.op == "record_preview" and _applied(o))
     for rec in history:
         if rec.status == OK:
             for kind, arg in _TARGETS.get(rec.op, ()):
                 ident = rec.args.get(arg)
-                if ident and _certainly_missing(kind, ident, rec, history, creators[kind], parents):
+                if ident and _certainly_missing(kind, ident, rec, deletes, creators[kind], parents):
                     out.append(Finding(HONEST_RESULTS,
                                        f"{rec.op} (op #{rec.index}) succeeded on missing {kind} "
                                        f"{ident} instead of raising NotFound", [ident], [rec.index]))
@@ -428,9 +478,8 @@ def check_honest_results(snapshot: Snapshot, history: Sequence[OpRecord]) -> lis
     return out
 
 
-def _returned_matches_stored(rec: OpRecord, snapshot: Snapshot, by_id: Mapping[str, list[OpRecord]],
-                             master_ops: Sequence[OpRecord],
-                             previews: Sequence[OpRecord]) -> list[Finding]:
+def _returned_matches_stored(rec: OpRecord, snapshot: Snapshot, by_id: Mapping[str, _Latest],
+                             master_ops: _Latest, previews: _Latest) -> list[Finding]:
     returned = rec.result
     if not isinstance(returned, dict):
         return []
@@ -449,15 +498,16 @@ def _returned_matches_stored(rec: OpRecord, snapshot: Snapshot, by_id: Mapping[s
     for ident, ret, stored in pairs:
         if not ident:
             continue
-        if any(_maybe_after(o, rec) for o in by_id.get(ident, ())):
+        latest = by_id.get(ident)
+        if latest is not None and latest.any_after(rec):
             continue  # something after it may have changed the record legitimately
         if stored is None:
             out.append(Finding(HONEST_RESULTS, f"{rec.op} (op #{rec.index}) returned {ident} "
                                "but nothing with that id is stored", [ident], [rec.index]))
             continue
         stored_d = stored.to_dict()
-        ignore = {"is_master", "updated_at"} if any(_maybe_after(o, rec) for o in master_ops) else set()
-        if any(_maybe_after(o, rec) for o in previews):
+        ignore = {"is_master", "updated_at"} if master_ops.any_after(rec) else set()
+        if previews.any_after(rec):
             ignore.add("preview_hashes")
         diff = sorted(k for k in stored_d if k not in ignore and k in ret and ret[k] != stored_d[k])
         if diff:
