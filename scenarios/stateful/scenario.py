@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, Verbosity, settings
@@ -104,8 +105,8 @@ class StatefulScenario:
                        else opts.get("stateful_budget_s", DEFAULT_BUDGET_S))
         max_examples = int(opts.get("stateful_max_examples", DEFAULT_MAX_EXAMPLES))
         step_count = int(opts.get("stateful_step_count", DEFAULT_STEP_COUNT))
-        modes = [m for m in opts.get("stateful_modes", MODES) if m in MODES]
-        targets_all = frozenset(opts.get("stateful_invariants", INVARIANT_IDS))
+        modes = [m for m in _names(opts.get("stateful_modes", MODES)) if m in MODES]
+        targets_all = frozenset(_names(opts.get("stateful_invariants", INVARIANT_IDS)))
         max_shrinks = int(opts.get("stateful_max_shrink_runs", DEFAULT_MAX_SHRINK_RUNS))
         max_replays = int(opts.get("stateful_max_replays", 80))
         shrink_budget = float(opts.get("stateful_shrink_budget_s", max(10.0, budget / 4)))
@@ -203,3 +204,8 @@ class StatefulScenario:
                 return search.best  # stopped by BudgetSpent (Hypothesis may call that flaky)
             raise
         return search.best
+
+
+def _names(value: str | Sequence[str]) -> list[str]:
+    """A list option given in code (a sequence) or on the command line (``a,b``)."""
+    return [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
