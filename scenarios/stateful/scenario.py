@@ -160,7 +160,8 @@ class StatefulScenario:
                         discarded.append({"invariant": inv, "mode": mode})
                         continue
                     n = len(small.steps)
-                    ttf = round(first_at if first_at is not None else 0.0, 3)
+                    # seconds from the start of the scenario to the first step that broke it
+                    ttf = round(search.started - t0 + (first_at or 0.0), 3)
                     time_to_first.setdefault(inv, ttf)
                     step_counts.setdefault(inv, {})[mode] = n
                     violation = to_violation(small.finding, small.history, concurrency="none",
