@@ -19,6 +19,7 @@ from harness.runner import RunConfig, execute
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--budget", type=float, default=5.0)
     p.add_argument("--dsn", default=None)
     p.add_argument("--adapter", action="append", default=[])
@@ -26,7 +27,7 @@ def main() -> int:
     args = p.parse_args()
     adapters = args.adapter or (["sqlite", "postgres"] if args.dsn else ["sqlite"])
     total, t0 = 0, time.monotonic()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as out:
             run, _ = execute(RunConfig(adapters=adapters, scenarios=args.scenario, seed=seed,
                                        budget_s=args.budget, dsn=args.dsn, out_dir=out,
