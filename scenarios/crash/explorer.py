@@ -39,7 +39,7 @@ from harness.faults import CRASH, TORN_WRITE, FaultRule
 from harness.forked import run_in_child, trace_points
 from harness.history import OK, History, OpRecord
 from harness.invariants import Finding, check_all
-from harness.results import ScenarioResult, ViolationRecord
+from harness.results import SKIPPED, ScenarioResult, ViolationRecord
 from harness.scenario import ScenarioContext
 from harness.violations import to_violation
 from scenarios.crash import repro
@@ -364,6 +364,9 @@ class CrashScenario:
         result.details = {"crash_matrix": matrix, "cases": cases_info, "truncated": truncated,
                           "points": total}
         result.duration_s = round(time.monotonic() - t0, 3)
+        if not matrix and truncated:  # nothing explored is not a pass
+            result.status = SKIPPED
+            result.error = f"budget of {ctx.budget_s}s ran out before any crash point was explored"
         return result
 
     def _run_cell(self, ctx: ScenarioContext, stores: _Stores, cell: Cell,
