@@ -21,7 +21,7 @@ from typing import Any
 
 from harness.client import RecordingClient
 from harness.contract import StorageAdapter
-from harness.faults import CRASH_EXIT_CODE, FaultController, FaultRule, Injection
+from harness.faults import CRASH_EXIT_CODE, FaultController, FaultRule
 from harness.history import INFO, PENDING, History, OpRecord
 
 _CHILD_ERROR_EXIT = 87
@@ -133,4 +133,4 @@ def trace_points(adapter_cls: type[StorageAdapter], location: str, op: str,
     return json.loads(data) if data else []
 
 
-__all__ = ["ChildOutcome", "Injection", "run_in_child", "trace_points"]
+__all__ = ["ChildOutcome", "run_in_child", "trace_points"]
