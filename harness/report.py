@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ from harness import timeline
 from harness.errors import ConfigError
 from harness.invariants import INVARIANT_IDS
 from harness.redact import redact
-from harness.results import RunResult, load
+from harness.results import RunResult, load, write_atomic
 
 TEMPLATE = "report.html.j2"
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -298,15 +297,7 @@ def render_html(run: RunResult) -> str:
 
 def render(run: RunResult, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``out_dir/report.html`` (atomically) and return its path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    html = render_html(run)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".report.", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(html)
-    target = out / "report.html"
-    os.replace(tmp, target)
-    return target
+    return write_atomic(out_dir, "report.html", render_html(run))
 
 
 def main(args: argparse.Namespace) -> int:

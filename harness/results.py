@@ -155,15 +155,21 @@ def load(path: str | os.PathLike[str]) -> RunResult:
     return from_dict(data)
 
 
-def write(result: RunResult, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``results.json`` atomically (temp file + rename), secrets redacted."""
+def write_atomic(out_dir: str | os.PathLike[str], name: str, text: str) -> Path:
+    """Write ``out_dir/name`` via a temp file and a rename: readers never see half a file."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = redact(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, sort_keys=False,
-                             default=str))
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".results.", suffix=".json")
+    stem, dot, suffix = name.rpartition(".")
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=f"{dot}{suffix}")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
-    target = out / "results.json"
+    target = out / name
     os.replace(tmp, target)
     return target
+
+
+def write(result: RunResult, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``results.json`` atomically, secrets redacted."""
+    text = redact(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, sort_keys=False,
+                             default=str))
+    return write_atomic(out_dir, "results.json", text)
