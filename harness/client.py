@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from harness.contract import OPERATIONS, StorageAdapter
 from harness.errors import Conflict, InvalidData, NotFound, StorageError
 from harness.faults import SimulatedCrash
 from harness.history import FAIL, INFO, OK, History, OpRecord
+from harness.store import Store
 
 DEFINITE_FAILURES = (NotFound, Conflict, InvalidData)
 
@@ -30,7 +30,7 @@ def to_plain(value: Any) -> Any:
 class RecordingClient:
     """Wraps one adapter; ``call(op, **args)`` runs and records one operation."""
 
-    def __init__(self, adapter: StorageAdapter, history: History | None = None,
+    def __init__(self, adapter: Store, history: History | None = None,
                  process: str | None = None) -> None:
         self.adapter = adapter
         self.history = history if history is not None else History()
@@ -38,8 +38,8 @@ class RecordingClient:
 
     def call(self, op: str, **args: Any) -> OpRecord:
         """Run ``adapter.op(**args)``; never raises for contract or storage errors."""
-        if op not in OPERATIONS:
-            raise ValueError(f"unknown operation {op!r}")
+        if op not in self.adapter.operations:
+            raise ValueError(f"unknown operation {op!r} for {type(self.adapter).__name__}")
         process = self.process or threading.current_thread().name
         faults = self.adapter.faults
         rec = self.history.invoke(process, op, args)

@@ -9,15 +9,12 @@ only when none is given.
 from __future__ import annotations
 
 import abc
-import os
-import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from harness import boundaries
 from harness.errors import (  # noqa: F401 - re-exported as part of the contract
     Conflict,
     ContractError,
@@ -25,19 +22,20 @@ from harness.errors import (  # noqa: F401 - re-exported as part of the contract
     NotFound,
     StorageError,
 )
-from harness.faults import NO_FAULTS, FaultController
 from harness.schema import validate_resume_data
 
 # --------------------------------------------------------------------------- guarantees
-
-ATOMIC = "atomic"
-THREAD_SAFE = "thread-safe"
-PROCESS_SAFE = "process-safe"
-CRASH_SAFE = "crash-safe"
-DURABLE = "durable"
-GUARANTEES: tuple[str, ...] = (ATOMIC, THREAD_SAFE, PROCESS_SAFE, CRASH_SAFE, DURABLE)
-#: Not a guarantee an adapter may opt out of: plain, fault-free, single-threaded correctness.
-CONTRACT = "contract"
+# Defined in harness.store for every family; re-exported here as part of the resume contract.
+from harness.store import (  # noqa: E402, F401
+    ATOMIC,
+    CONTRACT,
+    CRASH_SAFE,
+    DURABLE,
+    GUARANTEES,
+    PROCESS_SAFE,
+    THREAD_SAFE,
+    Store,
+)
 
 # --------------------------------------------------------------------------- errors
 
@@ -179,7 +177,7 @@ WRITE_OPERATIONS: frozenset[str] = frozenset({
 })
 
 
-class StorageAdapter(abc.ABC):
+class StorageAdapter(Store):
     """One storage backend behind the resume contract (DESIGN section 3).
 
     Subclasses set ``name``, ``guarantees`` and ``fault_points`` (operation -> the named fault
@@ -205,26 +203,9 @@ class StorageAdapter(abc.ABC):
       unless ``update_resume`` sets it explicitly.
     """
 
-    name: ClassVar[str] = ""
-    guarantees: ClassVar[frozenset[str]] = frozenset()
-    fault_points: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-    #: "file" for stores in a directory (torn writes apply), "server" for DSN-located stores.
-    location_kind: ClassVar[str] = "file"
-    #: The automatic storage-boundary points its operations pass (for listing).
-    boundary_points: ClassVar[tuple[str, ...]] = ("write#k",)
-
-    def __init__(self, location: str, faults: FaultController | None = None) -> None:
-        boundaries.install()
-        self.location = location
-        self.faults = faults if faults is not None else NO_FAULTS
-
-    # -- lifecycle
-    def close(self) -> None:
-        """Release connections and file handles."""
-
-    @abc.abstractmethod
-    def reset(self) -> None:
-        """Empty this adapter's own tables only."""
+    family: ClassVar[str] = "resumes"
+    operations: ClassVar[tuple[str, ...]] = OPERATIONS
+    write_operations: ClassVar[frozenset[str]] = WRITE_OPERATIONS
 
     @abc.abstractmethod
     def snapshot(self) -> Snapshot:
@@ -301,32 +282,3 @@ class StorageAdapter(abc.ABC):
     def get_improvement_by_tailored_resume(self, tailored_resume_id: str) -> Improvement:
         """The improvement whose tailored resume is ``tailored_resume_id``, or ``NotFound``."""
 
-    # -- locations
-    @classmethod
-    def fresh_location(cls, root: str, tag: str) -> str:
-        """A new, empty location for this adapter. ``root`` is a directory for file stores and
-        the DSN for server stores; ``tag`` is unique per run and instance."""
-        path = os.path.join(root, tag)
-        os.makedirs(path, exist_ok=True)
-        return path
-
-    @classmethod
-    def validate_root(cls, root: str) -> None:
-        """Raise :class:`ConfigError` when ``root`` cannot host this adapter (a bad or unreachable
-        DSN, a database that does not look like a test database)."""
-
-    @classmethod
-    def drop_location(cls, location: str) -> None:
-        """Remove what ``fresh_location`` made (file stores: the directory)."""
-        shutil.rmtree(location, ignore_errors=True)
-
-    # -- helpers for implementations
-    @classmethod
-    def all_fault_points(cls) -> list[str]:
-        return [p for op in cls.fault_points.values() for p in op]
-
-    def __enter__(self) -> StorageAdapter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.client import RecordingClient
-from harness.contract import StorageAdapter
 from harness.faults import CRASH_EXIT_CODE, FaultController, FaultRule
 from harness.history import INFO, PENDING, History, OpRecord
+from harness.store import Store
 
 _CHILD_ERROR_EXIT = 87
 
@@ -36,7 +36,7 @@ class ChildOutcome:
     timed_out: bool = False
 
 
-def _child(adapter_cls: type[StorageAdapter], location: str, op: str, args: dict[str, Any],
+def _child(adapter_cls: type[Store], location: str, op: str, args: dict[str, Any],
            rules: Sequence[FaultRule], seed: int, process: str, wfd: int) -> None:
     def send(obj: dict[str, Any]) -> None:
         os.write(wfd, (json.dumps(obj, default=str) + "\n").encode())
@@ -54,7 +54,7 @@ def _child(adapter_cls: type[StorageAdapter], location: str, op: str, args: dict
     os._exit(0)
 
 
-def run_in_child(adapter_cls: type[StorageAdapter], location: str, op: str,
+def run_in_child(adapter_cls: type[Store], location: str, op: str,
                  args: dict[str, Any], rules: Sequence[FaultRule] = (), *, seed: int = 0,
                  history: History | None = None, process: str = "child",
                  timeout_s: float = 60.0) -> ChildOutcome:
@@ -107,7 +107,7 @@ def run_in_child(adapter_cls: type[StorageAdapter], location: str, op: str,
                         timed_out=timed_out)
 
 
-def trace_points(adapter_cls: type[StorageAdapter], location: str, op: str,
+def trace_points(adapter_cls: type[Store], location: str, op: str,
                  args: dict[str, Any], *, seed: int = 0) -> list[str]:
     """Every fault point (named and storage-boundary) ``op`` passes, found by a traced run in a
     child that does not die (so the store at ``location`` is left as the operation leaves it)."""

@@ -168,7 +168,7 @@ def _check_expected_names(expect: list[str], run_config) -> None:  # noqa: ANN00
     from harness.registry import adapter_name, resolve
     from harness.runner import default_adapters
 
-    specs = list(dict.fromkeys(run_config.adapters)) or default_adapters(run_config.dsn)
+    specs = list(dict.fromkeys(run_config.adapters)) or default_adapters(run_config.dsn, run_config.families)
     names = set(specs)
     for spec in specs:
         try:

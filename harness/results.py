@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.contract import ATOMIC, CONTRACT, CRASH_SAFE, DURABLE, PROCESS_SAFE, THREAD_SAFE
 from harness.redact import redact
+from harness.store import ATOMIC, CONTRACT, CRASH_SAFE, DURABLE, PROCESS_SAFE, THREAD_SAFE
 
 SCHEMA_VERSION = 1
 
@@ -76,9 +76,11 @@ class AdapterResult:
     guarantees: list[str]
     scenarios: list[ScenarioResult] = field(default_factory=list)
     location: str = ""
+    family: str = "resumes"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "guarantees": self.guarantees, "location": self.location,
+        return {"name": self.name, "family": self.family, "guarantees": self.guarantees,
+                "location": self.location,
                 "scenarios": [s.to_dict() for s in self.scenarios]}
 
 
@@ -137,7 +139,7 @@ def from_dict(d: dict[str, Any]) -> RunResult:
     if d.get("schema") != SCHEMA_VERSION:
         raise ValueError(f"results.json schema {d.get('schema')!r} is not {SCHEMA_VERSION}")
     adapters = [AdapterResult(name=a["name"], guarantees=list(a.get("guarantees", [])),
-                              location=a.get("location", ""),
+                              location=a.get("location", ""), family=a.get("family", "resumes"),
                               scenarios=[_scenario_from_dict(s) for s in a.get("scenarios", [])])
                 for a in d.get("adapters", [])]
     return RunResult(run_id=d["run_id"], seed=d["seed"], started=d["started"],

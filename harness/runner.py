@@ -21,19 +21,22 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from harness import families as families_mod
 from harness import results as results_mod
-from harness.contract import StorageAdapter
 from harness.errors import ConfigError
+from harness.families import family_of
 from harness.redact import redact
-from harness.registry import EMBEDDED, adapter_name, resolve
-from harness.results import ERROR, AdapterResult, RunResult, ScenarioResult
+from harness.registry import adapter_name, embedded, resolve
+from harness.results import ERROR, SKIPPED, AdapterResult, RunResult, ScenarioResult
 from harness.scenario import BUILTIN_SCENARIOS, Scenario, ScenarioContext, resolve_scenario
+from harness.store import Store
 
 
 @dataclass
 class RunConfig:
     adapters: Sequence[str] = ()
     scenarios: Sequence[str] = ()
+    families: Sequence[str] = ()
     seed: int = 0
     budget_s: float | None = None
     dsn: str | None = None
@@ -49,8 +52,19 @@ def expand_scenarios(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def default_adapters(dsn: str | None) -> list[str]:
-    return [*EMBEDDED, "postgres"] if dsn else list(EMBEDDED)
+def default_adapters(dsn: str | None, families: Sequence[str] = ()) -> list[str]:
+    """Every embedded adapter of the selected families, plus their server ones with a DSN."""
+    if not dsn:
+        return list(embedded(families))
+    return [name for fam in families_mod.expand(families) for name in fam.adapters]
+
+
+def scenarios_for(cls: type[Store], requested: Sequence[str]) -> list[str]:
+    """The scenarios to run on ``cls``: all of its family's (default) or the requested ones."""
+    own = family_of(cls).scenarios
+    if not requested or "all" in requested:
+        return list(own)
+    return list(dict.fromkeys(requested))
 
 
 def _versions() -> dict[str, str]:
@@ -64,10 +78,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def resolve_adapters(names: Sequence[str], dsn: str | None) -> list[type[StorageAdapter]]:
+def resolve_adapters(names: Sequence[str], dsn: str | None,
+                     families: Sequence[str] = ()) -> list[type[Store]]:
+    wanted = {f.name for f in families_mod.expand(families)}
     classes = []
     for name in names:
         cls = resolve(name)
+        fam = family_of(cls).name
+        if fam not in wanted:
+            raise ConfigError(f"adapter {name!r} belongs to family {fam!r}, which --family "
+                              f"does not select")
         if getattr(cls, "location_kind", "file") == "server":
             if not dsn:
                 raise ConfigError(f"adapter {name!r} needs a server: give --dsn URL")
@@ -131,9 +151,9 @@ def run_scenario(scenario: Scenario, ctx: ScenarioContext) -> ScenarioResult:
 
 def execute(cfg: RunConfig) -> tuple[RunResult, Path]:
     """Run every (adapter, scenario) pair; write results.json; return the result and out dir."""
-    names = list(dict.fromkeys(cfg.adapters)) or default_adapters(cfg.dsn)
-    classes = resolve_adapters(names, cfg.dsn)
-    scenarios = [resolve_scenario(s) for s in expand_scenarios(cfg.scenarios)]
+    names = list(dict.fromkeys(cfg.adapters)) or default_adapters(cfg.dsn, cfg.families)
+    classes = resolve_adapters(names, cfg.dsn, cfg.families)
+    scenarios = {s: resolve_scenario(s) for c in classes for s in scenarios_for(c, cfg.scenarios)}
     started = datetime.now(UTC)
     run_id = f"{started:%Y%m%d-%H%M%S}-s{cfg.seed}"
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path("reports") / run_id
@@ -146,15 +166,20 @@ def execute(cfg: RunConfig) -> tuple[RunResult, Path]:
         with _Progress(cfg.progress and sys.stderr.isatty()) as progress:
             for cls in classes:
                 name = adapter_name(cls)
+                family = family_of(cls)
                 ares = AdapterResult(name=name, guarantees=sorted(cls.guarantees),
                                      location=redact(cfg.dsn or "") if cls.location_kind == "server"
-                                     else "files")
-                for scenario in scenarios:
+                                     else "files", family=family.name)
+                for scenario_name in scenarios_for(cls, cfg.scenarios):
+                    scenario = scenarios[scenario_name]
+                    if scenario_name in BUILTIN_SCENARIOS and scenario_name not in family.scenarios:
+                        ares.scenarios.append(_not_applicable(scenario, family.name))
+                        continue
                     root = cfg.dsn if cls.location_kind == "server" else str(workdir / name)
                     ctx = ScenarioContext(adapter_cls=cls, adapter_name=name, seed=cfg.seed,
                                           workdir=workdir / name / scenario.name,
                                           budget_s=cfg.budget_s, location_root=root or "",
-                                          options=dict(cfg.options),
+                                          options={**family.defaults, **cfg.options},
                                           progress=progress.task(f"{name} · {scenario.name}"))
                     ctx.workdir.mkdir(parents=True, exist_ok=True)
                     ares.scenarios.append(run_scenario(scenario, ctx))
@@ -165,6 +190,12 @@ def execute(cfg: RunConfig) -> tuple[RunResult, Path]:
     results_mod.write(run, out_dir)
     render_report(run, out_dir)
     return run, out_dir
+
+
+def _not_applicable(scenario: Scenario, family: str) -> ScenarioResult:
+    return ScenarioResult(name=scenario.name, kind=scenario.kind, status=SKIPPED,
+                          details={"reason": f"{scenario.name} has no workload for the {family} "
+                                             f"family"})
 
 
 def render_report(run: RunResult, out_dir: Path) -> Path | None:

@@ -6,7 +6,7 @@ a :class:`RecordingClient`), traces the fault points the operation passes on a s
 (named points plus the automatic ``write#k`` / ``sql#k`` / ``commit#k``), and then, for each point,
 prepares a fresh store the same way, runs the operation in a child that ``os._exit``s at that
 point (``crash``; also ``torn-write`` at each ``write#k`` of file stores), re-opens the store in
-the parent and runs :func:`harness.invariants.check_all` over the setup calls plus the crashed,
+the parent and runs its family's ``check_all`` over the setup calls plus the crashed,
 ``pending`` call. A crash-free run of each case is the baseline: findings it shows too are
 contract bugs of the operation itself (the stateful scenario's business), not crash damage, and
 are listed in the row's ``preexisting`` but not reported as violations here.
@@ -34,16 +34,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.client import RecordingClient
-from harness.contract import StorageAdapter
+from harness.families import check_all_for, family_of
 from harness.faults import CRASH, TORN_WRITE, FaultRule
 from harness.forked import run_in_child, trace_points
 from harness.history import OK, History, OpRecord
-from harness.invariants import Finding, check_all
+from harness.invariants import Finding
 from harness.results import SKIPPED, ScenarioResult, ViolationRecord
 from harness.scenario import ScenarioContext
+from harness.store import Store
 from harness.violations import to_violation
 from scenarios.crash import repro
-from scenarios.crash.plans import CrashCase, build_cases
+from scenarios.crash.plans import CrashCase
 
 CHILD_TIMEOUT_S = 30.0
 #: Worker processes for the crash cells (option ``crash_workers``; 1: all in this process).
@@ -87,7 +88,7 @@ def _setup(ctx: ScenarioContext, case: CrashCase, location: str, *, reset: bool 
         adapter.close()
 
 
-def _setup_on(adapter: StorageAdapter, case: CrashCase, *, reset: bool) -> History:
+def _setup_on(adapter: Store, case: CrashCase, *, reset: bool) -> History:
     history = History()
     if reset:
         adapter.reset()
@@ -118,7 +119,7 @@ class _Stores:
         #: In a worker process new locations cannot be made safely (ctx's counter is shared).
         self.in_worker = False
 
-    def prepare_next(self, case: CrashCase, location: str, adapter: StorageAdapter) -> None:
+    def prepare_next(self, case: CrashCase, location: str, adapter: Store) -> None:
         """Server stores: right after a check, set the case up again on the still-open adapter
         (saves one open per cell). Any failure leaves it to :meth:`fresh`."""
         if not self.reuse or self.file or self._locations.get(case.name) != location:
@@ -167,7 +168,7 @@ class _Stores:
 
 
 def _check(ctx: ScenarioContext, location: str, history: History,
-           then: Callable[[StorageAdapter], None] | None = None) -> list[Finding]:
+           then: Callable[[Store], None] | None = None) -> list[Finding]:
     """Re-open ``location``, snapshot, check every invariant; ``then(adapter)`` runs on the open
     adapter after a successful snapshot."""
     snapshot, error = None, None
@@ -181,7 +182,7 @@ def _check(ctx: ScenarioContext, location: str, history: History,
             adapter.close()
     except Exception as exc:  # noqa: BLE001 - any failure to open or read: store-readable
         error = f"{type(exc).__name__}: {exc}"
-    return check_all(snapshot, history.records, snapshot_error=error)
+    return check_all_for(ctx.adapter_cls)(snapshot, history.records, snapshot_error=error)
 
 
 def _cells(ctx: ScenarioContext, case: CrashCase, points: Sequence[str]) -> list[Cell]:
@@ -272,7 +273,7 @@ class CrashScenario:
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         t0 = time.monotonic()
         result = ScenarioResult(name=self.name, kind=self.kind)
-        cases = build_cases(ctx.seed)
+        cases = family_of(ctx.adapter_cls).load("crash_cases")(ctx.seed)
         spec = repro.adapter_spec(ctx.adapter_cls, ctx.adapter_name)
         truncated = False
         stores = _Stores(ctx, reuse=bool(ctx.options.get("crash_reuse_setup", True)))

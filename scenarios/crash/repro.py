@@ -5,7 +5,7 @@ from __future__ import annotations
 import pprint
 from typing import Any
 
-from harness.contract import StorageAdapter
+from harness.store import Store
 
 _TEMPLATE = '''"""Reproduction: {adapter} — {case} crashed at {point} ({action}) breaks {invariant}."""
 
@@ -18,7 +18,7 @@ from harness.client import RecordingClient
 from harness.faults import FaultRule
 from harness.forked import run_in_child
 from harness.history import History
-from harness.invariants import check_all
+from harness.families import check_all_for
 from harness.registry import resolve
 
 ADAPTER = {spec!r}
@@ -55,14 +55,14 @@ def test_{func}(tmp_path):
                 reopened.close()
         except Exception as exc:  # the store does not open or read: store-readable
             error = f"{{type(exc).__name__}}: {{exc}}"
-        findings = check_all(snapshot, history, snapshot_error=error)
+        findings = check_all_for(cls)(snapshot, history, snapshot_error=error)
         assert {invariant!r} in {{f.invariant for f in findings}}, findings
     finally:
         cls.drop_location(location)
 '''
 
 
-def adapter_spec(cls: type[StorageAdapter], name: str) -> str:
+def adapter_spec(cls: type[Store], name: str) -> str:
     """A spec ``harness.registry.resolve`` accepts for ``cls``: its registered name when that
     resolves to this very class, else ``module:Class``."""
     try:

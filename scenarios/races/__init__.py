@@ -34,13 +34,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.client import RecordingClient
+from harness.families import check_all_for, family_of
 from harness.faults import FaultController
 from harness.history import OK, History
-from harness.invariants import NO_DEADLOCK, Finding, check_all
+from harness.invariants import NO_DEADLOCK, Finding
 from harness.results import ScenarioResult, ViolationRecord
 from harness.scenario import ScenarioContext
 from harness.violations import to_violation
-from scenarios.races.pairs import PAIRS, PAIRS_BY_NAME, Pair
+from scenarios.races.pairs import PAIRS, Pair
 from scenarios.races.scheduler import Decision, Outcome, Scheduler
 
 __all__ = ["NO_DEADLOCK", "PAIRS", "Pair", "RaceScenario", "Scheduler", "children",
@@ -82,13 +83,14 @@ class RaceScenario:
     kind = "races"
 
     def __init__(self, pairs: Sequence[Pair] | None = None) -> None:
-        self.pairs = tuple(pairs) if pairs is not None else PAIRS
+        self.pairs = tuple(pairs) if pairs is not None else None
 
     # -- entry point
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         t0 = time.monotonic()
         opts = ctx.options
-        pairs = self._selected(opts.get("pair"))
+        own = self.pairs if self.pairs is not None else family_of(ctx.adapter_cls).load("race_pairs")
+        pairs = self._selected(own, opts.get("pair"))
         replay = opts.get("schedule") or None
         cap = int(opts.get("max_schedules") or DEFAULT_MAX_SCHEDULES)
         budget = ctx.budget_s if ctx.budget_s is not None else DEFAULT_BUDGET_S
@@ -145,11 +147,11 @@ class RaceScenario:
         result.duration_s = round(time.monotonic() - t0, 3)
         return result
 
-    def _selected(self, wanted: Any) -> list[Pair]:
+    @staticmethod
+    def _selected(own: Sequence[Pair], wanted: Any) -> list[Pair]:
         if not wanted:
-            return list(self.pairs)
-        known = {p.name: p for p in self.pairs} | {k: v for k, v in PAIRS_BY_NAME.items()
-                                                    if k not in {p.name for p in self.pairs}}
+            return list(own)
+        known = {p.name: p for p in own}
         names = [w.strip() for w in str(wanted).split(",") if w.strip()]
         missing = [w for w in names if w not in known]
         if missing:
@@ -163,6 +165,7 @@ class RaceScenario:
     def _one(self, ctx: ScenarioContext, pair: Pair, setup: list, racing: list, prefix: str,
              timing: dict[str, float], *, replaying: bool
              ) -> tuple[dict[str, Any], list[ViolationRecord]]:
+        check_all = check_all_for(ctx.adapter_cls)
         faults = FaultController(seed=ctx.seed)
         history = History()
         location = ctx.new_location(f"race_{pair.name}")

@@ -28,13 +28,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, precondition, rule
 
 from harness.client import RecordingClient
-from harness.contract import StorageAdapter
 from harness.domain import DataFactory, IdFactory, preview_hash
+from harness.families import check_all_for, family_of
 from harness.faults import CRASH, ERROR, FaultController, FaultRule
 from harness.forked import run_in_child
 from harness.history import OK, History, OpRecord
-from harness.invariants import Finding, check_all
+from harness.invariants import Finding
 from harness.scenario import ScenarioContext
+from harness.store import Store
 
 PLAIN, ERRORS, CRASHES = "plain", "error", "crash"
 MODES: tuple[str, ...] = (PLAIN, ERRORS, CRASHES)
@@ -70,7 +71,7 @@ def data_for(seed: int) -> DataFactory:
     return _factory
 
 
-def fault_points_for(adapter_cls: type[StorageAdapter], op: str) -> list[str]:
+def fault_points_for(adapter_cls: type[Store], op: str) -> list[str]:
     """Candidate fault points of ``op``: the adapter's named ones, then storage-boundary ones."""
     named = list(adapter_cls.fault_points.get(op, ()))
     return named + [f"{op}.{b}" for b in BOUNDARY_POINTS]
@@ -126,9 +127,10 @@ class Driver:
 
     def __init__(self, ctx: ScenarioContext, mode: str) -> None:
         self.ctx, self.mode, self.cls = ctx, mode, ctx.adapter_cls
+        self.check_all = check_all_for(ctx.adapter_cls)
         self.location = ctx.new_location("stateful")
         self.faults = FaultController(seed=ctx.seed)
-        self.adapter: StorageAdapter | None = ctx.open(self.location, self.faults)
+        self.adapter: Store | None = ctx.open(self.location, self.faults)
         self.history = History()
         self.client = RecordingClient(self.adapter, self.history, process="machine")
         self.steps: list[dict[str, Any]] = []
@@ -175,7 +177,8 @@ class Driver:
             snapshot, error = self.adapter.snapshot(), None
         except Exception as exc:  # noqa: BLE001 - an unreadable store is a finding
             snapshot, error = None, f"{type(exc).__name__}: {exc}"
-        findings = check_all(snapshot, self.history.records, snapshot_error=error, only=wanted)
+        findings = self.check_all(snapshot, self.history.records, snapshot_error=error,
+                                  only=wanted)
         now = {(f.invariant, f.message) for f in findings}
         if self.mode == PLAIN:
             fresh = findings
@@ -242,14 +245,18 @@ def minimize(ctx: ScenarioContext, mode: str, broken: InvariantBroken, *,
     return best
 
 
-class ResumeMachine(RuleBasedStateMachine):
-    """The contract as a state machine; ``search`` is set on a per-search subclass."""
+class FamilyMachine(RuleBasedStateMachine):
+    """The base of every family's state machine; ``search`` is set on a per-search subclass.
+
+    A family's machine adds ``@rule``s that call :meth:`_do` with an operation of its contract
+    and its arguments, plus ``fault=FAULT`` on write rules: under the error and crash modes that
+    draw picks the fault point. ``_do`` runs the step through the :class:`Driver` (which checks
+    the family's invariants after it), records it for shrinking and the reproduction, and raises
+    :class:`InvariantBroken` when a target invariant breaks. Subclasses that keep state set it
+    up in ``setup()``.
+    """
 
     search: Search
-
-    resumes = Bundle("resumes")
-    jobs = Bundle("jobs")
-    tailored = Bundle("tailored")
 
     def __init__(self) -> None:
         super().__init__()
@@ -264,8 +271,10 @@ class ResumeMachine(RuleBasedStateMachine):
         s.examples += 1
         self.driver = Driver(s.ctx, s.mode)
         self.ids = IdFactory()
-        self.made: dict[str, list[str]] = {"r": [], "j": [], "t": []}
-        self.hashes: dict[tuple[str, str], list[str]] = {}  # acknowledged, in order
+        self.setup()
+
+    def setup(self) -> None:
+        """Per-example state of a subclass (called once the driver and ids exist)."""
 
     def teardown(self) -> None:
         self.driver.close()
@@ -298,6 +307,19 @@ class ResumeMachine(RuleBasedStateMachine):
                 s.best = broken
             raise broken
         return rec
+
+
+
+class ResumeMachine(FamilyMachine):
+    """The resume contract as a state machine."""
+
+    resumes = Bundle("resumes")
+    jobs = Bundle("jobs")
+    tailored = Bundle("tailored")
+
+    def setup(self) -> None:
+        self.made: dict[str, list[str]] = {"r": [], "j": [], "t": []}
+        self.hashes: dict[tuple[str, str], list[str]] = {}  # acknowledged, in order
 
     def _known_hash(self, job_id: str, prompt: str, kind: str) -> str:
         acked = self.hashes.get((job_id, prompt), [])
@@ -430,6 +452,7 @@ class ResumeMachine(RuleBasedStateMachine):
                      tailored_resume_id=pick(self.made["t"], MISSING_TAILORED))
 
 
-def machine_for(search: Search) -> type[ResumeMachine]:
-    """A subclass of :class:`ResumeMachine` bound to one search."""
-    return type("ResumeMachine", (ResumeMachine,), {"search": search})
+def machine_for(search: Search) -> type[FamilyMachine]:
+    """A subclass of the adapter's family machine bound to one search."""
+    base = family_of(search.ctx.adapter_cls).load("machine")
+    return type(base.__name__, (base,), {"search": search})

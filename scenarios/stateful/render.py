@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from harness.contract import StorageAdapter
 from harness.registry import available
+from harness.store import Store
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 LONG_LIMIT = 2000
 
 
-def adapter_spec(cls: type[StorageAdapter]) -> str:
+def adapter_spec(cls: type[Store]) -> str:
     """A name ``harness.registry.resolve`` maps back to ``cls``."""
     name = getattr(cls, "name", "")
     target = f"{cls.__module__}:{cls.__qualname__}"
@@ -43,7 +43,7 @@ def _dict_args(args: dict[str, Any], recipes: dict[str, str]) -> str:
     return "{" + ", ".join(f"{k!r}: {_value(k, v, recipes)}" for k, v in args.items()) + "}"
 
 
-def render_reproduction(*, adapter_cls: type[StorageAdapter], invariant: str, message: str,
+def render_reproduction(*, adapter_cls: type[Store], invariant: str, message: str,
                         guarantee: str, mode: str, seed: int, steps: list[dict[str, Any]]) -> str:
     spec = adapter_spec(adapter_cls)
     server = getattr(adapter_cls, "location_kind", "file") == "server"
@@ -55,7 +55,7 @@ def render_reproduction(*, adapter_cls: type[StorageAdapter], invariant: str, me
     one_line = " ".join(message.split())
     out: list[str] = [
         f'"""Minimal reproduction ({len(steps)} steps, shrunk by Hypothesis) found by the stateful',
-        "scenario of the resume storage harness.",
+        "scenario of the storage harness.",
         "",
         f"adapter:   {spec}",
         f"invariant: {invariant}",
@@ -82,7 +82,7 @@ def render_reproduction(*, adapter_cls: type[StorageAdapter], invariant: str, me
     if uses_crash:
         out.append("from harness.forked import run_in_child")
     out += ["from harness.history import History",
-            "from harness.invariants import check_all",
+            "from harness.families import check_all_for",
             "from harness.registry import resolve",
             "",
             f"ADAPTER = {spec!r}",
@@ -135,6 +135,7 @@ def render_reproduction(*, adapter_cls: type[StorageAdapter], invariant: str, me
             "    finally:",
             "        adapter.close()",
             "        cls.drop_location(location)",
+            "    check_all = check_all_for(cls)",
             "    findings = check_all(snapshot, history.records, snapshot_error=error, only=[INVARIANT])",
             "    for finding in findings:",
             "        print(f'{finding.invariant}: {finding.message}')",

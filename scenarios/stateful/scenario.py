@@ -32,7 +32,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
-from harness.invariants import INVARIANT_IDS
+from harness.families import family_of
 from harness.results import ScenarioResult
 from harness.scenario import ScenarioContext
 from harness.violations import to_violation
@@ -106,7 +106,8 @@ class StatefulScenario:
         max_examples = int(opts.get("stateful_max_examples", DEFAULT_MAX_EXAMPLES))
         step_count = int(opts.get("stateful_step_count", DEFAULT_STEP_COUNT))
         modes = [m for m in _names(opts.get("stateful_modes", MODES)) if m in MODES]
-        targets_all = frozenset(_names(opts.get("stateful_invariants", INVARIANT_IDS)))
+        own_ids = family_of(ctx.adapter_cls).invariant_ids()
+        targets_all = frozenset(_names(opts.get("stateful_invariants", own_ids))) & set(own_ids)
         max_shrinks = int(opts.get("stateful_max_shrink_runs", DEFAULT_MAX_SHRINK_RUNS))
         max_replays = int(opts.get("stateful_max_replays", 80))
         shrink_budget = float(opts.get("stateful_shrink_budget_s", max(10.0, budget / 4)))
