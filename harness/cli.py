@@ -22,6 +22,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", action="append", default=[], metavar="NAME|pkg.module:Class",
                    help="adapter to test (repeatable; default: every embedded adapter, plus "
                         "postgres when --dsn is given)")
+    p.add_argument("--family", action="append", default=[],
+                   metavar="resumes|jobs|cv-archive|accounts|all",
+                   help="family of contracts to test (repeatable; default all)")
     p.add_argument("--scenario", action="append", default=[],
                    metavar="stateful|crash|races|load|all", help="scenario (repeatable; default all)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
@@ -41,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="adapters (guarantees, fault points), scenarios, invariants")
+    lst = sub.add_parser("list", help="families, adapters (guarantees, fault points), scenarios, "
+                                      "invariants")
+    lst.add_argument("--family", action="append", default=[], metavar="NAME",
+                     help="only this family (repeatable)")
 
     run = sub.add_parser("run", help="run scenarios against adapters, write results and report")
     _add_run_options(run)
@@ -90,38 +96,59 @@ def dsn_with_flags(dsn: str | None, allow_any: bool) -> str | None:
     return dsn + ("&" if "?" in dsn else "?") + "harness_allow_any_database=1"
 
 
+def _print_adapter(name: str, cls: type) -> None:
+    claims = ", ".join(sorted(cls.guarantees)) or "none"
+    print(f"    {name:<20} guarantees: {claims}")
+    for op, points in cls.fault_points.items():
+        print(f"        {op}: {', '.join(points)}")
+    auto = ", ".join(getattr(cls, "boundary_points", ())) or "none declared"
+    print(f"        (+ automatic storage-boundary points per operation: {auto})")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.invariants import INVARIANTS, NO_DEADLOCK
+    from harness import families
+    from harness.invariants import NO_DEADLOCK
     from harness.registry import available, resolve
     from harness.scenario import BUILTIN_SCENARIOS
 
-    print("adapters:")
-    for name in available():
-        try:
-            cls = resolve(name)
-        except ConfigError as exc:
-            print(f"  {name:<16} (unavailable: {exc})")
-            continue
-        claims = ", ".join(sorted(cls.guarantees)) or "none"
-        print(f"  {name:<16} guarantees: {claims}")
-        for op, points in cls.fault_points.items():
-            print(f"      {op}: {', '.join(points)}")
-        auto = ", ".join(getattr(cls, "boundary_points", ())) or "none declared"
-        print(f"      (+ automatic storage-boundary points per operation: {auto})")
+    wanted = families.expand(args.family)
+    listed: set[str] = set()
+    for fam in wanted:
+        print(f"family {fam.name}: {fam.description}")
+        print(f"  scenarios: {', '.join(fam.scenarios)}")
+        print("  adapters:")
+        for name in fam.adapters:
+            listed.add(name)
+            try:
+                _print_adapter(name, resolve(name))
+            except ConfigError as exc:
+                print(f"    {name:<20} (unavailable: {exc})")
+        print("  invariants:")
+        for inv in fam.invariant_list():
+            print(f"    {inv.id:<26} {inv.holds_when} [{', '.join(inv.audit_refs)}]")
+        print(f"    {NO_DEADLOCK:<26} racing operations never all block inside the store (races)")
+    plugged = [n for n in available() if n not in listed]
+    if plugged and not args.family:
+        print("plugged-in adapters:")
+        for name in plugged:
+            try:
+                cls = resolve(name)
+            except ConfigError as exc:
+                print(f"    {name:<20} (unavailable: {exc})")
+                continue
+            print(f"    (family {families.family_of(cls).name})")
+            _print_adapter(name, cls)
     print("scenarios:")
     for name, spec in BUILTIN_SCENARIOS.items():
         print(f"  {name:<16} {spec}")
-    print("invariants:")
-    for inv in INVARIANTS:
-        print(f"  {inv.id:<24} {inv.holds_when} [{', '.join(inv.audit_refs)}]")
-    print(f"  {NO_DEADLOCK:<24} racing operations never all block inside the store (races only)")
     return EXIT_OK
 
 
 def _run_config(args: argparse.Namespace, argv: Sequence[str]):  # noqa: ANN202
     from harness.runner import RunConfig
 
-    return RunConfig(adapters=args.adapter, scenarios=args.scenario, seed=args.seed,
+    return RunConfig(adapters=args.adapter, scenarios=args.scenario, families=args.family,
+                     seed=args.seed,
                      budget_s=args.budget, dsn=dsn_with_flags(args.dsn, args.allow_any_database),
                      out_dir=args.out, options=parse_options(args.option),
                      progress=not args.no_progress, argv=list(argv))

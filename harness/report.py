@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from markupsafe import Markup
 
 from harness import timeline
 from harness.errors import ConfigError
-from harness.invariants import INVARIANT_IDS
+from harness.families import DEFAULT_FAMILY, family_invariant_ids
 from harness.redact import redact
 from harness.results import RunResult, load, write_atomic
 
@@ -70,10 +70,23 @@ def _duration(started: str, finished: str) -> str:
 
 # ------------------------------------------------------------------------ view model builders
 
-def _matrix(adapters: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+def _matrices(adapters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One adapter x invariant matrix per family, in the order families first appear."""
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for a in adapters:
+        by_family.setdefault(str(a.get("family") or DEFAULT_FAMILY), []).append(a)
+    out = []
+    for family, members in by_family.items():
+        columns, rows = _matrix(members, family_invariant_ids(family))
+        out.append({"family": family, "columns": columns, "rows": rows})
+    return out
+
+
+def _matrix(adapters: list[dict[str, Any]],
+            known: Sequence[str] = ()) -> tuple[list[str], list[dict[str, Any]]]:
     extra = sorted({v.get("invariant", "") for a in adapters for s in a.get("scenarios", [])
-                    for v in s.get("violations", [])} - set(INVARIANT_IDS) - {""})
-    columns = [*INVARIANT_IDS, *extra]
+                    for v in s.get("violations", [])} - set(known) - {""})
+    columns = [*known, *extra]
     rows = []
     for a in adapters:
         scenarios = a.get("scenarios", [])
@@ -147,7 +160,8 @@ def _scenario_rows(adapters: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "kind": s.get("kind", ""), "status": s.get("status", ""),
                          "steps": s.get("steps", 0), "duration_s": s.get("duration_s", 0),
                          "claimed": claimed, "expected": len(viols) - claimed,
-                         "error": s.get("error") or ""})
+                         "error": s.get("error") or "",
+                         "reason": str((s.get("details") or {}).get("reason") or "")})
     return rows
 
 
@@ -262,7 +276,7 @@ def build_context(run: RunResult) -> dict[str, Any]:
     data = deep_redact(run.to_dict())
     adapters = [a for a in data.get("adapters", []) if isinstance(a, Mapping)]
     meta = data.get("meta") or {}
-    columns, matrix = _matrix(adapters)
+    matrices = _matrices(adapters)
     violations = _violations(adapters)
     claimed = sum(1 for v in violations if v["claimed"])
     return {
@@ -275,7 +289,7 @@ def build_context(run: RunResult) -> dict[str, Any]:
                  and v not in (None, "", [], {})},
         "adapters": [{"name": a.get("name", ""), "guarantees": a.get("guarantees", []),
                       "location": a.get("location", "")} for a in adapters],
-        "columns": columns, "matrix": matrix, "scenarios": _scenario_rows(adapters),
+        "matrices": matrices, "scenarios": _scenario_rows(adapters),
         "violations": violations, "claimed": claimed, "expected": len(violations) - claimed,
         "failed": run.failed(), "crash": _crash(adapters), "races": _races(adapters),
         "load": _load(adapters), "legend": list(timeline.legend_items()),

@@ -35,6 +35,9 @@ def test_list_shows_the_four_adapters_scenarios_and_invariants() -> None:
     (["run", "--adapter", "postgres"], "needs a server"),
     (["run", "--scenario", "nonsense"], "unknown scenario 'nonsense'"),
     (["run", "--option", "novalue"], "expected KEY=VALUE"),
+    (["run", "--family", "nope"], "unknown family 'nope'"),
+    (["gate", "--family", "nope"], "unknown family 'nope'"),
+    (["list", "--family", "nope"], "unknown family 'nope'"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, args, needle) -> None:
     assert main(args) == 2

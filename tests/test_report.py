@@ -136,9 +136,10 @@ def assert_self_contained(html: str) -> None:
 
 
 def matrix_rows(html: str) -> int:
-    table = re.search(r'<table class="matrix">(.*?)</table>', html, re.S)
-    assert table, "no matrix"
-    return len(re.findall(r'<tr class="adapter-row">', table.group(1)))
+    """Adapter rows over every family's matrix."""
+    tables = re.findall(r'<table class="matrix">(.*?)</table>', html, re.S)
+    assert tables, "no matrix"
+    return sum(len(re.findall(r'<tr class="adapter-row">', t)) for t in tables)
 
 
 # ------------------------------------------------------------------------------ unit tests

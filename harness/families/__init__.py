@@ -117,5 +117,13 @@ def family_of(cls: type[Store] | Store) -> Family:
     return get(getattr(cls, "family", "") or DEFAULT_FAMILY)
 
 
+def family_invariant_ids(name: str) -> tuple[str, ...]:
+    """The invariant ids of family ``name`` (none for a family this build does not know)."""
+    try:
+        return get(name).invariant_ids()
+    except ConfigError:
+        return ()
+
+
 def check_all_for(cls: type[Store] | Store) -> Callable[..., list[Finding]]:
     return family_of(cls).check()
