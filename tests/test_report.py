@@ -351,3 +351,28 @@ def test_config_error_with_password_dsn_is_redacted(tmp_path, capsys):
     assert code == 2
     assert SECRET not in captured.out + captured.err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_one_matrix_per_family_and_scenario_reasons(tmp_path):
+    """Adapters of another family get their own matrix with that family's invariants; a
+    partial or skipped scenario shows why."""
+    from harness.results import AdapterResult, ScenarioResult, ViolationRecord
+
+    run = hand_run()
+    run.adapters[0].scenarios[2].details["reason"] = "partial: the budget of 1s covered 3 of 9"
+    other = AdapterResult(name="other-store", guarantees=[], family="elsewhere", scenarios=[
+        ScenarioResult(name="races", kind="races", status="violated", violations=[
+            ViolationRecord(invariant="made-up-invariant", guarantee="contract", message="boom",
+                            id="other-store.races.1")]),
+        ScenarioResult(name="load", kind="load", status="skipped",
+                       details={"reason": "load has no workload for the elsewhere family"})])
+    run.adapters.append(other)
+    html = report.render(run, tmp_path).read_text(encoding="utf-8")
+    tables = re.findall(r'<table class="matrix">(.*?)</table>', html, re.S)
+    assert len(tables) == 2
+    assert "made-up-invariant" in tables[1] and "made-up-invariant" not in tables[0]
+    assert "one-master" in tables[0] and "one-master" not in tables[1]
+    assert 'id="family-elsewhere"' in html and 'id="family-resumes"' in html
+    assert "partial: the budget of 1s covered 3 of 9" in html
+    assert "load has no workload for the elsewhere family" in html
+    assert matrix_rows(html) == 3

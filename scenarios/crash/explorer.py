@@ -365,6 +365,9 @@ class CrashScenario:
         result.details = {"crash_matrix": matrix, "cases": cases_info, "truncated": truncated,
                           "points": total}
         result.duration_s = round(time.monotonic() - t0, 3)
+        if truncated and matrix:  # a partial matrix is not an exhaustive pass: say so
+            result.details["reason"] = (f"partial: the budget of {ctx.budget_s}s covered "
+                                        f"{len(matrix)} of {total} crash points")
         if not matrix and truncated:  # nothing explored is not a pass
             result.status = SKIPPED
             result.error = f"budget of {ctx.budget_s}s ran out before any crash point was explored"
