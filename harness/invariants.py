@@ -81,35 +81,43 @@ def _ancestry(resume_id: str, parents: Mapping[str, str]) -> list[str]:
     return chain
 
 
-def _resume_creators(history: Sequence[OpRecord]) -> dict[str, list[OpRecord]]:
-    made: dict[str, list[OpRecord]] = {}
+def _group_applied(history: Sequence[OpRecord],
+                   key: Callable[[OpRecord], str | None]) -> dict[str, list[OpRecord]]:
+    """Ops that may have applied, grouped by ``key(op)`` (ops whose key is None are left out)."""
+    out: dict[str, list[OpRecord]] = {}
     for r in history:
-        rid = None
-        if r.op == "upload_resume":
-            rid = r.args.get("resume_id") or (r.result or {}).get("resume_id")
-        elif r.op == "confirm_improvement":
-            rid = r.args.get("tailored_resume_id")
-        if rid and _applied(r):
-            made.setdefault(rid, []).append(r)
-    return made
+        k = key(r)
+        if k and _applied(r):
+            out.setdefault(k, []).append(r)
+    return out
+
+
+def _created_resume(r: OpRecord) -> str | None:
+    if r.op == "upload_resume":
+        return r.args.get("resume_id") or (r.result or {}).get("resume_id")
+    if r.op == "confirm_improvement":
+        return r.args.get("tailored_resume_id")
+    return None
+
+
+def _created_job(r: OpRecord) -> str | None:
+    return (r.args.get("job_id") or (r.result or {}).get("job_id")) if r.op == "create_job" else None
+
+
+def _deleted_resume(r: OpRecord) -> str | None:
+    return r.args.get("resume_id") if r.op == "delete_resume" else None
+
+
+def _resume_creators(history: Sequence[OpRecord]) -> dict[str, list[OpRecord]]:
+    return _group_applied(history, _created_resume)
 
 
 def _job_creators(history: Sequence[OpRecord]) -> dict[str, list[OpRecord]]:
-    made: dict[str, list[OpRecord]] = {}
-    for r in history:
-        if r.op == "create_job" and _applied(r):
-            jid = r.args.get("job_id") or (r.result or {}).get("job_id")
-            if jid:
-                made.setdefault(jid, []).append(r)
-    return made
+    return _group_applied(history, _created_job)
 
 
 def _deletes_by_target(history: Sequence[OpRecord]) -> dict[str, list[OpRecord]]:
-    out: dict[str, list[OpRecord]] = {}
-    for r in history:
-        if r.op == "delete_resume" and _applied(r):
-            out.setdefault(r.args.get("resume_id"), []).append(r)
-    return out
+    return _group_applied(history, _deleted_resume)
 
 
 def _deleters(resume_id: str, deletes: Mapping[str, list[OpRecord]],
