@@ -70,8 +70,22 @@ def test_sqlite_clean_with_two_processes(sqlite_run):
     assert sqlite_run.status == "passed"
     mode = sqlite_run.details["modes"]["processes"]
     assert mode["processes"] == 2 and len(set(mode["parallelism"]["pids"])) == 2
+    # Locust's distributed mode: the master aggregated the workers' statistics.
+    assert mode["stats_source"] == "locust master"
+    assert sqlite_run.details["stats"]["processes"]["total"]["requests"] > 20
+    assert all(n > 0 for n in mode["parallelism"]["max_in_flight_per_process"])
     assert mode["operations"] > 20
     assert sqlite_run.steps == mode["operations"] + sqlite_run.details["modes"]["threads"]["operations"]
+
+
+@pytest.mark.slow
+def test_budget_covers_startup(sqlite_run):
+    for mode in ("threads", "processes"):
+        timing = sqlite_run.details["modes"][mode]["timing"]
+        assert timing["startup_s"] > 0 and timing["run_s"] > 0
+        # The run gets what start-up left (at least MIN_RUN_S): it shrinks to fit the budget.
+        assert timing["wall_s"] <= max(timing["budget_s"], timing["startup_s"] + 0.5) + 2.0, timing
+        assert timing["run_s"] <= max(0.5, timing["budget_s"] - timing["startup_s"]) + 0.5, timing
 
 
 @pytest.mark.slow
@@ -119,7 +133,7 @@ def test_tinydb_locked_loses_writes_with_two_processes(locked_run):
 
 @pytest.mark.slow
 def test_postgres_clean_with_threads_and_processes(tmp_path, pg_dsn):
-    result = run_load(tmp_path, "postgres", "threads,processes", 4, root=pg_dsn)
+    result = run_load(tmp_path, "postgres", "threads,processes", 6, root=pg_dsn)
     assert result.violations == [], summary(result)
     assert set(result.details["stats"]) == {"threads", "processes"}
 
@@ -186,16 +200,113 @@ def test_cli_runs_headless(tmp_path, capsys):
 def test_observer_preview_check_ignores_writes_acknowledged_during_the_snapshot():
     from harness.contract import Job, Snapshot
     from harness.invariants import check_no_lost_preview_hashes
-    from scenarios.load.worker import _acked_previews, _previews_for_check
+    from scenarios.load.observer import previews_for_check
 
     h = History()
     a = h.invoke("u0", "record_preview", {"job_id": "j", "prompt_id": "p", "preview_hash": "a"})
     h.complete(a, "ok")
-    acked = _acked_previews(h)  # taken before the snapshot starts
+    t0 = h.now() + 1e-6  # the snapshot starts here
     b = h.invoke("u1", "record_preview", {"job_id": "j", "prompt_id": "p", "preview_hash": "b"})
     h.complete(b, "ok")  # acknowledged while the snapshot was being read: it may show "b"
+    t1 = h.now() + 1e-6
     seen_b = Snapshot(jobs={"j": Job("j", "x", preview_hashes={"p": "b"})})
-    assert check_no_lost_preview_hashes(seen_b, _previews_for_check(h, acked)) == []
+    assert check_no_lost_preview_hashes(seen_b, previews_for_check(h.records, t0, t1)) == []
     lost = Snapshot(jobs={"j": Job("j", "x", preview_hashes={})})
-    found = check_no_lost_preview_hashes(lost, _previews_for_check(h, acked))
+    found = check_no_lost_preview_hashes(lost, previews_for_check(h.records, t0, t1))
     assert [f.invariant for f in found] == ["no-lost-preview-hashes"]
+
+
+def _rec(index, op, args, start, end, status="ok"):
+    from harness.history import OpRecord
+
+    return OpRecord(index=index, process=f"u{index}", op=op, args=args, start=start, end=end,
+                    status=status)
+
+
+def test_history_before_cuts_in_real_time():
+    from scenarios.load.observer import history_before
+
+    recs = [_rec(0, "get_job", {}, 0.0, 1.0), _rec(1, "get_job", {}, 1.5, 2.5),
+            _rec(2, "get_job", {}, 2.1, None, "pending"), _rec(3, "get_job", {}, 3.5, 4.0, "fail")]
+    cut = history_before(recs, 2.0, 3.0)
+    assert [(r.index, r.status, r.end) for r in cut] == [(0, "ok", 1.0), (1, "pending", None),
+                                                         (2, "pending", None)]
+    assert recs[1].status == "ok"  # copies
+
+
+def _two_masters_and_a_lost_hash():
+    from harness.contract import Job, Resume, Snapshot
+
+    snap = Snapshot(resumes={"a": Resume("a", "x", is_master=True), "b": Resume("b", "y", is_master=True)},
+                    jobs={"j": Job("j", "x", preview_hashes={"p1": "h1"})})
+    history = [
+        _rec(0, "upload_resume", {"resume_id": "a", "content": "x"}, 0.0, 0.2),
+        _rec(1, "upload_resume", {"resume_id": "b", "content": "y"}, 0.1, 0.3),
+        _rec(2, "create_job", {"job_id": "j", "content": "x"}, 0.3, 0.4),
+        _rec(3, "record_preview", {"job_id": "j", "prompt_id": "p0", "preview_hash": "h0"}, 0.5, 0.6),
+        _rec(4, "record_preview", {"job_id": "j", "prompt_id": "p1", "preview_hash": "h1"}, 0.5, 0.7),
+        # acknowledged after the sample was read: must not count
+        _rec(5, "record_preview", {"job_id": "j", "prompt_id": "p2", "preview_hash": "h2"}, 0.95, 1.2),
+    ]
+    return snap, history
+
+
+def test_check_last_readable_finds_two_masters_and_a_lost_hash():
+    from scenarios.load.observer import snapshot_from_dict
+    from scenarios.load.scenario import check_last_readable
+
+    snap, history = _two_masters_and_a_lost_hash()
+    assert snapshot_from_dict(snap.to_dict()) == snap
+    last = {"start": 0.9, "end": 1.0, "snapshot": snap.to_dict()}
+    found = check_last_readable(last, history)
+    assert sorted(f.invariant for f in found) == ["no-lost-preview-hashes", "one-master"]
+    assert all(f.message.startswith("last readable snapshot (t=0.900s)") for f in found)
+    lost = next(f for f in found if f.invariant == "no-lost-preview-hashes")
+    assert "p0" in lost.message and "p2" not in lost.message
+
+
+def test_check_last_readable_silent_on_a_good_sample():
+    from harness.contract import Job, Resume, Snapshot
+    from scenarios.load.scenario import check_last_readable
+
+    _snap, history = _two_masters_and_a_lost_hash()
+    good = Snapshot(resumes={"a": Resume("a", "x", is_master=True), "b": Resume("b", "y")},
+                    jobs={"j": Job("j", "x", preview_hashes={"p0": "h0", "p1": "h1"})})
+    assert check_last_readable({"start": 0.9, "end": 1.0, "snapshot": good.to_dict()}, history) == []
+
+
+def test_workload_opening_concentrates_on_racing_flows():
+    import random
+
+    from scenarios.load.workload import OPENING_CALLS, Workload
+
+    w = Workload(Samples(0), prefix="w0-")
+    rng = random.Random(2)
+    ops = []
+    for _ in range(OPENING_CALLS):
+        op, args = w.plan(w.choose(rng), rng)
+        w.observe(op, args, "ok")
+        ops.append(op)
+    assert len(w.jobs) == 1  # every opening preview hits the same job
+    assert ops.count("record_preview") > OPENING_CALLS / 4
+    assert not w.opening
+    assert {"upload_resume", "set_master", "record_preview"} <= set(ops)
+
+
+def test_failed_worker_kills_every_process_group(tmp_path):
+    import time
+
+    from scenarios.load.scenario import ModeRun
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    ctx = ScenarioContext(adapter_cls=resolve("sqlite"), adapter_name="sqlite", seed=0,
+                          workdir=tmp_path / "wd", budget_s=20, location_root=str(tmp_path))
+    run = ModeRun(ctx, "processes", 20, 4, 2, [])
+    now = time.time()
+    procs = run.start(str(blocker / "store"), None, now, now + 20)
+    assert len(procs) == 3  # the master and two workers
+    with pytest.raises(RuntimeError, match="a load process failed"):
+        run.wait(procs, now + 20)
+    assert all(p.poll() is not None for p in procs)
+    assert time.time() - now < 15

@@ -1,8 +1,9 @@
 """``harness load``: the load scenario against one adapter, headless unless ``--web``.
 
-``--processes 1`` (the default) runs the threads mode (all users in one process), ``--processes
-N`` (N >= 2) the processes mode (the users spread over N worker processes on the same store).
-``--web`` serves Locust's web UI on 127.0.0.1 only (port 8089) while the run lasts. Writes
+``--processes 1`` (the default) runs the threads mode (all users in one process, a local Locust
+runner), ``--processes N`` (N >= 2) the processes mode (Locust's distributed mode on loopback: a
+master process and N worker processes on the same store). ``--web`` serves Locust's web UI on
+127.0.0.1 only (port 8089; on the master in processes mode) while the run lasts. Writes
 ``results.json`` under ``--out`` (default ``reports/load-<time>``) and prints the statistics.
 """
 

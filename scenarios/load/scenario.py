@@ -2,23 +2,33 @@
 one process and with several OS processes on the same store (DESIGN section 6).
 
 This (parent) process never imports Locust or gevent: Locust monkey-patches on import, which
-would change ``threading`` under every other scenario of ``harness run``. Each mode starts
-worker processes (:mod:`scenarios.load.worker`), each running a local Locust ``Environment``
-headless; they start together on a file barrier, run for the mode's time slice and write their
-histories, statistics and observations to ``ctx.workdir``. The parent merges the histories (one
-``time.time()`` clock), reads the store once more and runs every invariant.
+would change ``threading`` under every other scenario of ``harness run``. Threads mode starts one
+process (:mod:`scenarios.load.worker`) running a local Locust runner. Processes mode uses
+Locust's distributed mode on loopback: one master process (:mod:`scenarios.load.master`, bound
+to 127.0.0.1 on a free port) and N worker processes connecting to it; the master starts and
+stops the users and aggregates Locust's statistics, each worker writes its own history. Every
+process runs in its own session and is killed with its process group if the mode fails or
+overruns; each also ends itself (watchdog) past the deadline or when its parent is gone.
+
+The mode's slice of ``--budget`` covers everything: start-up, the Locust run, the plain-loop
+baseline and the final check; the Locust run gets what is left once start-up is over, less an
+estimate of the tail. ``details["modes"][mode]["timing"]`` reports the real wall time.
 
 Each Locust user is one client with its own adapter instance (its own file handle or
 connection) on the shared store, Jepsen-style; ``shared_adapter=1`` makes every user of a
-process share one instance instead. A reader thread (the observer, in worker 0) samples
-``snapshot()`` every 50 ms: ``one-master`` on every sample, ``no-lost-preview-hashes`` against
-the acknowledged history on every tenth. Threads mode also measures the harness' overhead:
+process share one instance instead. A reader thread (the observer, in worker 0,
+:mod:`scenarios.load.observer`) samples ``snapshot()`` during the run. At the end the parent
+merges the histories (one ``time.time()`` clock), reads the store once more and runs every
+invariant; if the store is no longer readable, ``one-master`` and ``no-lost-preview-hashes`` are
+also checked against the last sample the observer could read, with only the history
+acknowledged before that sample was taken. Threads mode also measures the harness' overhead:
 ops/s of the first ``plain_s`` seconds of the load against the same call mix made by as many
 plain OS threads straight on a fresh store, without Locust, gevent or recording.
 
 Options (``ctx.options``): ``modes`` (``threads,processes``), ``users`` (total Locust users per
 mode, default 8), ``processes`` (default 2), ``faults`` (fault rules, ``;``-separated, armed in
-every worker), ``shared_adapter``, ``web``. The budget (default 20 s) is split between modes.
+every worker), ``shared_adapter``, ``web``, ``spawn_rate`` (users started per second; default:
+all at once). The budget (default 20 s) is split between modes.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,11 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.history import History, OpRecord
-from harness.invariants import Finding, check_all
+from harness.invariants import NO_LOST_PREVIEW_HASHES, ONE_MASTER, Finding, check_all
 from harness.results import ScenarioResult, ViolationRecord
 from harness.scenario import ScenarioContext
 from harness.violations import to_violation
-from scenarios.load.worker import BOOT
+from scenarios.load.observer import history_before, snapshot_from_dict
+from scenarios.load.worker import GRACE_S, boot
 from scenarios.load.workload import Samples
 
 DEFAULT_BUDGET_S = 20.0
@@ -46,6 +58,11 @@ DEFAULT_USERS = 8
 DEFAULT_PROCESSES = 2
 MODES = ("threads", "processes")
 MAX_PER_INVARIANT = 10
+#: The run stops this long before the mode's deadline (history, final check, exit).
+TAIL_BASE_S = 0.6
+TAIL_SHARE = 0.05
+#: The Locust run lasts at least this long, even when start-up ate the budget.
+MIN_RUN_S = 0.5
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -106,6 +123,17 @@ def merge_histories(parts: Sequence[list[dict[str, Any]]]) -> History:
     return History(recs)
 
 
+def check_last_readable(last: dict[str, Any], records: Sequence[OpRecord]) -> list[Finding]:
+    """``one-master`` and ``no-lost-preview-hashes`` on the observer's last readable sample
+    (``{"start", "end", "snapshot"}``), against the history acknowledged before it started."""
+    snap = snapshot_from_dict(last["snapshot"])
+    found = check_all(snap, history_before(records, last["start"], last["end"]),
+                      only=(ONE_MASTER, NO_LOST_PREVIEW_HASHES))
+    for f in found:
+        f.message = f"last readable snapshot (t={last['start']:.3f}s): {f.message}"
+    return found
+
+
 def _parse_modes(value: Any) -> list[str]:
     if not value:
         return list(MODES)
@@ -125,98 +153,119 @@ def _adapter_spec(ctx: ScenarioContext) -> str:
 
 
 class ModeRun:
-    """One mode (threads or processes) of the load scenario."""
+    """One mode (threads or processes) of the load scenario, within ``seconds`` of wall time:
+    start-up, the Locust run, the plain-loop baseline and the final check all fit in it (the
+    Locust run gets what is left; at least ``MIN_RUN_S``)."""
 
     def __init__(self, ctx: ScenarioContext, mode: str, seconds: float, users: int,
                  processes: int, faults: list[str], web: bool = False,
                  shared: bool = False) -> None:
         self.ctx, self.mode = ctx, mode
+        self.seconds = seconds
         self.nproc = 1 if mode == "threads" else max(2, processes)
-        self.users_per = max(1, users if mode == "threads" else math.ceil(users / self.nproc))
-        # threads mode also measures the plain-loop baseline: a quarter of its slice.
-        self.plain_s = round(max(0.5, min(5.0, seconds * 0.25)), 3) if mode == "threads" else 0
-        self.duration = max(1.0, seconds - self.plain_s)
+        self.users = max(1, users) if mode == "threads" else max(self.nproc, users)
+        self.users_per = math.ceil(self.users / self.nproc)
+        # threads mode also measures the plain-loop baseline: a sixth of its slice.
+        self.plain_s = round(max(0.5, min(5.0, seconds / 6)), 3) if mode == "threads" else 0
+        self.tail_s = round(TAIL_BASE_S + TAIL_SHARE * seconds, 3)
         self.faults = faults
         self.web = web
         self.shared = shared
         self.dir = ctx.workdir / f"load-{mode}"
+        self.spawn_rate = float(ctx.options.get("spawn_rate") or 0) or None
+        self.names: list[str] = []
 
-    def start_workers(self, location: str, plain_location: str | None,
-                      epoch: float) -> list[subprocess.Popen[bytes]]:
+    def start(self, location: str, plain_location: str | None, epoch: float,
+              deadline: float) -> list[subprocess.Popen[bytes]]:
+        """Start the processes of this mode, each in its own session (process group)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(
             os.pathsep)
         samples = self.dir / "samples.json"
         samples.write_text(json.dumps(Samples(self.ctx.seed).to_dict()))
-        procs = []
+        common = {"epoch": epoch, "deadline": deadline, "tail_s": self.tail_s,
+                  "min_run_s": MIN_RUN_S, "out": str(self.dir), "web": False}
+        port_file = str(self.dir / "master.port")
+        launches: list[tuple[str, str, dict[str, Any]]] = []
+        if self.mode == "processes":
+            launches.append(("master", "master", {**common, "processes": self.nproc,
+                                                  "users": self.users, "port_file": port_file,
+                                                  "web": self.web, "spawn_rate": self.spawn_rate}))
         for w in range(self.nproc):
-            cfg = {"adapter": _adapter_spec(self.ctx), "location": location, "worker": w,
-                   "users": self.users_per, "duration": self.duration, "epoch": epoch,
-                   "seed": self.ctx.seed, "out": str(self.dir), "observer": w == 0,
-                   "plain_s": self.plain_s if w == 0 else 0, "plain_location": plain_location,
-                   "faults": self.faults, "web": self.web and w == 0,
-                   "shared_adapter": self.shared, "samples": str(samples)}
-            path = self.dir / f"config-{w}.json"
+            launches.append((f"worker-{w}", "worker", {
+                **common, "adapter": _adapter_spec(self.ctx), "location": location, "worker": w,
+                "users": self.users_per, "seed": self.ctx.seed, "observer": w == 0,
+                "role": "worker" if self.mode == "processes" else "local",
+                "port_file": port_file, "plain_s": self.plain_s if w == 0 else 0,
+                "plain_location": plain_location, "faults": self.faults,
+                "web": self.web and self.mode == "threads",
+                "shared_adapter": self.shared, "samples": str(samples),
+                "spawn_rate": self.spawn_rate}))
+        procs = []
+        for name, module, cfg in launches:
+            path = self.dir / f"config-{name}.json"
             path.write_text(json.dumps(cfg))
-            log = open(self.dir / f"worker-{w}.log", "wb")  # noqa: SIM115 - closed with the process
-            procs.append(subprocess.Popen([sys.executable, "-c", BOOT, str(path)], env=env,
-                                          cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT))
-            log.close()
+            log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+            try:
+                procs.append(subprocess.Popen([sys.executable, "-c", boot(module), str(path)],
+                                              env=env, cwd=str(REPO_ROOT), stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+            except BaseException:
+                self.kill(procs)
+                raise
+            finally:
+                log.close()
+            self.names.append(name)
         return procs
 
-    def wait_ready(self, procs: list[subprocess.Popen[bytes]], timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all((self.dir / f"ready-{w}").exists() for w in range(self.nproc)):
-                (self.dir / "go.tmp").write_text(repr(time.time() + 0.1))
-                os.replace(self.dir / "go.tmp", self.dir / "go")
-                return
-            if any(p.poll() is not None for p in procs):
-                break
-            time.sleep(0.02)
-        self.kill(procs)
-        raise RuntimeError(f"load workers did not start ({self.mode}):\n{self.logs()}")
-
-    def wait_done(self, procs: list[subprocess.Popen[bytes]]) -> None:
-        deadline = time.monotonic() + self.duration + self.plain_s + 120.0
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.kill(procs)
-                raise RuntimeError(f"load workers did not stop ({self.mode}):\n{self.logs()}") \
-                    from None
-        if any(p.returncode != 0 for p in procs):
-            raise RuntimeError(f"a load worker failed ({self.mode}):\n{self.logs()}")
+    def wait(self, procs: list[subprocess.Popen[bytes]], deadline: float) -> None:
+        """Wait for every process to exit by itself; on a failure or past ``deadline`` plus
+        the grace period, kill every process group and raise with the logs."""
+        limit = deadline + GRACE_S
+        try:
+            while True:
+                codes = [p.poll() for p in procs]
+                if any(c not in (None, 0) for c in codes):
+                    raise RuntimeError(f"a load process failed ({self.mode}):\n{self.logs()}")
+                if all(c == 0 for c in codes):
+                    return
+                if time.time() > limit:
+                    raise RuntimeError(f"load processes did not stop ({self.mode}):\n{self.logs()}")
+                time.sleep(0.02)
+        except BaseException:
+            self.kill(procs)
+            raise
 
     def kill(self, procs: list[subprocess.Popen[bytes]]) -> None:
         for p in procs:
             if p.poll() is None:
-                p.kill()
-                p.wait(timeout=10)
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            p.wait(timeout=10)
 
     def logs(self) -> str:
         out = []
-        for w in range(self.nproc):
-            path = self.dir / f"worker-{w}.log"
+        for name in self.names:
+            path = self.dir / f"{name}.log"
             if path.exists():
-                out.append(f"--- worker {w}\n{path.read_text(errors='replace')[-3000:]}")
+                out.append(f"--- {name}\n{path.read_text(errors='replace')[-3000:]}")
         return "\n".join(out)
 
     def run(self) -> tuple[list[ViolationRecord], dict[str, Any], int]:
         ctx = self.ctx
+        epoch = time.time()
+        deadline = epoch + self.seconds
         location = ctx.new_location(f"load_{self.mode}")
         ctx.open(location).close()  # create the schema once, before the workers race for it
         plain_location = None
         if self.plain_s:
             plain_location = ctx.new_location(f"plain_{self.mode}")
             ctx.open(plain_location).close()
-        epoch = time.time()
-        procs = self.start_workers(location, plain_location, epoch)
-        self.wait_ready(procs)
-        t_ready = time.time()
-        self.wait_done(procs)
+        procs = self.start(location, plain_location, epoch, deadline)
+        self.wait(procs, deadline)
         t_done = time.time()
 
         results = [json.loads((self.dir / f"result-{w}.json").read_text())
@@ -235,31 +284,43 @@ class ModeRun:
             snap_error = f"{type(exc).__name__}: {exc}"
 
         t_checked = time.time()
-        timing = {"startup_s": round(t_ready - epoch, 2), "workers_s": round(t_done - t_ready, 2)}
+        master = None
+        if self.mode == "processes":
+            master = json.loads((self.dir / "result-master.json").read_text())
+        t0 = min(r["load_start"] for r in results)
+        t1 = max(r["load_end"] for r in results)
+        timing = {"budget_s": round(self.seconds, 2), "startup_s": round(t0, 2),
+                  "run_s": round(t1 - t0, 2), "after_run_s": round(t_done - epoch - t1, 2)}
         concurrency = "threads" if self.mode == "threads" else "processes"
         context = {"mode": self.mode, "processes": self.nproc, "users_per_process": self.users_per,
                    "shared_adapter": self.shared}
-        repro = (f"harness load --adapter {ctx.adapter_name} --users "
-                 f"{self.users_per * self.nproc} --processes {self.nproc} --budget "
-                 f"{self.duration:g} --seed {ctx.seed}")
+        repro = (f"harness load --adapter {ctx.adapter_name} --users {self.users} --processes "
+                 f"{self.nproc} --budget {self.seconds:g} --seed {ctx.seed}")
         violations: list[ViolationRecord] = []
         counts: dict[str, int] = {}
-        for r in results:
-            for f in r["observer"]["findings"]:
-                counts["observer:" + f["invariant"]] = counts.get("observer:" + f["invariant"], 0) + 1
-                violations.append(to_violation(Finding(**f), recs, concurrency=concurrency,
-                                               reproduction=repro,
-                                               context={**context, "source": "observer"}))
-        for f in check_all(snap, recs, snapshot_error=snap_error):
-            counts[f.invariant] = counts.get(f.invariant, 0) + 1
-            if counts[f.invariant] <= MAX_PER_INVARIANT:
-                violations.append(to_violation(f, recs, concurrency=concurrency,
-                                               reproduction=repro,
-                                               context={**context, "source": "final"}))
 
-        t0 = min(r["load_start"] for r in results)
-        t1 = max(r["load_end"] for r in results)
-        stats = merge_stats([r["stats"] for r in results], t1 - t0)
+        def report(findings: list[Finding], source: str) -> None:
+            for f in findings:
+                key = f.invariant if source == "final" else f"{source}:{f.invariant}"
+                counts[key] = counts.get(key, 0) + 1
+                if counts[key] <= MAX_PER_INVARIANT:
+                    violations.append(to_violation(f, recs, concurrency=concurrency,
+                                                   reproduction=repro,
+                                                   context={**context, "source": source}))
+
+        for r in results:
+            report([Finding(**f) for f in r["observer"]["findings"]], "observer")
+        report(check_all(snap, recs, snapshot_error=snap_error), "final")
+        last = next((r["observer"]["last_readable"] for r in results
+                     if r["observer"].get("last_readable")), None)
+        if snap is None and last is not None:
+            report(check_last_readable(last, recs), "last-readable")
+
+        if master is not None:
+            stats = merge_stats([master["stats"]], t1 - t0)
+            timing["startup_s"] = round(master["ready_at"], 2)
+        else:
+            stats = merge_stats([r["stats"] for r in results], t1 - t0)
         outcomes: dict[str, dict[str, int]] = {}
         for r in results:
             for op, by in r["outcomes"].items():
@@ -276,6 +337,8 @@ class ModeRun:
             "ops_s": round(len(recs) / (t1 - t0), 2) if t1 > t0 else 0.0,
             "outcomes": outcomes, "observer": observer, "findings": counts,
             "final_snapshot_error": snap_error,
+            "last_readable_at": round(last["start"], 3) if snap is None and last else None,
+            "stats_source": "locust master" if master is not None else "locust local runner",
             "parallelism": {"pids": [r["pid"] for r in results],
                             "pool_threads": sum(r["parallelism"]["pool_threads"] for r in results),
                             "max_in_flight_per_process": [r["parallelism"]["max_in_flight"]
@@ -283,7 +346,11 @@ class ModeRun:
             "stats": stats,
         }
         timing["check_s"] = round(time.time() - t_checked, 2)
+        timing["wall_s"] = round(time.time() - epoch, 2)
         details["timing"] = timing
+        details["phases"] = {f"worker-{r['worker']}": r.get("phases", {}) for r in results}
+        if master is not None:
+            details["phases"]["master"] = {"ready": master["ready_at"], "drain": master["drain_at"]}
         for r in results:
             if "overhead" in r:
                 o = r["overhead"]

@@ -1,4 +1,6 @@
-"""One load worker process: a local Locust ``Environment`` whose users drive one adapter.
+"""One load process: Locust users driving one adapter, either under a local Locust runner
+(threads mode) or as a Locust ``WorkerRunner`` of the master (:mod:`scenarios.load.master`,
+processes mode), which decides when the users start and stop and aggregates the statistics.
 
 Started by :mod:`scenarios.load.scenario` as ``python -c BOOT config.json``; ``BOOT`` monkey-
 patches gevent *before anything else is imported*, with ``thread=False`` (and Locust told not
@@ -14,8 +16,10 @@ to patch again through ``LOCUST_SKIP_MONKEY_PATCH``):
   and correct across those OS threads. Patched (gevent) locks shared between native threads
   are slow and fragile (gevent's own advice: do not share them across threads).
 
-The worker writes its history (timestamps on the common ``time.time()`` clock), Locust's
-request statistics, the observer's findings and the overhead measurement to ``out`` as JSON.
+The process writes its history (timestamps on the common ``time.time()`` clock), the observer's
+findings and last readable sample, the overhead measurement and (local runner only) Locust's
+request statistics to ``out`` as JSON. A watchdog thread ends the process if it outlives its
+hard deadline or its parent.
 """
 
 from __future__ import annotations
@@ -31,14 +35,40 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-#: What the parent runs: patch first, then import the worker.
-BOOT = ("import os, sys; os.environ['LOCUST_SKIP_MONKEY_PATCH'] = '1'; "
-        "from gevent import monkey; monkey.patch_all(thread=False); "
-        "from scenarios.load.worker import main; sys.exit(main(sys.argv[1:]))")
 
-OBSERVER_INTERVAL_S = 0.05
-MAX_OBSERVED = 5
-SNAPSHOT_RETRIES = 20
+def boot(module: str) -> str:
+    """The ``python -c`` program of a load process: patch first, then import ``module``."""
+    return ("import os, sys; os.environ['LOCUST_SKIP_MONKEY_PATCH'] = '1'; "
+            "from gevent import monkey; monkey.patch_all(thread=False); "
+            f"from scenarios.load.{module} import main; sys.exit(main(sys.argv[1:]))")
+
+
+BOOT = boot("worker")
+#: Exit status of a process ended by its watchdog.
+EXIT_WATCHDOG = 4
+#: How long after the mode's deadline a process may still live (then its watchdog ends it).
+GRACE_S = 20.0
+USER_CLASS = "StoreUser"
+
+
+def start_watchdog(hard_deadline: float) -> None:
+    """End this process (``os._exit``) past ``hard_deadline`` or when its parent is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        tick = threading.Event()
+        while not tick.wait(0.25):
+            if time.time() > hard_deadline or os.getppid() != parent:
+                print("load process: watchdog ends it", file=sys.stderr, flush=True)
+                os._exit(EXIT_WATCHDOG)
+
+    threading.Thread(target=watch, name="watchdog", daemon=True).start()
+
+
+def run_until(cfg: dict[str, Any]) -> float:
+    """When the users must stop (``time.time()``): the mode's deadline less what comes after
+    the run (the plain-loop baseline, writing the history, the final check)."""
+    return cfg["deadline"] - cfg.get("tail_s", 0.0) - (cfg.get("plain_s") or 0.0)
 
 
 class ClockHistory:
@@ -77,75 +107,6 @@ class InFlight:
                 self.now -= 1
 
 
-def _acked_previews(history) -> set[int]:  # noqa: ANN001
-    """Indices of the ``record_preview`` calls acknowledged by now (before a snapshot starts):
-    a consistent snapshot taken afterwards must reflect them."""
-    return {r.index for r in history.records if r.op == "record_preview" and r.status == "ok"}
-
-
-def _previews_for_check(history, acked_before: set[int]) -> list:  # noqa: ANN001
-    """The ``record_preview`` calls, copied after the snapshot, as that snapshot may see them:
-    acknowledged only if acknowledged before it started, otherwise pending (may have applied,
-    not required). Only the calls that may be the last of their (job, prompt) are kept, so that
-    the check stays linear in the history."""
-    import dataclasses
-
-    by_key: dict[tuple[str, str], list] = {}
-    for r in history.records:
-        if r.op != "record_preview":
-            continue
-        c = dataclasses.replace(r)
-        if c.index not in acked_before:
-            c.status, c.end = "pending", None
-        elif not c.may_have_applied:
-            continue
-        by_key.setdefault((c.args.get("job_id"), c.args.get("prompt_id")), []).append(c)
-    keep = []
-    for recs in by_key.values():
-        latest_ok = max((r.start for r in recs if r.status == "ok"), default=None)
-        if latest_ok is None:
-            continue
-        keep.extend(r for r in recs if r.may_have_applied and (r.end is None or r.end >= latest_ok))
-    return keep
-
-
-def _observer(adapter, history, stop: threading.Event, epoch: float,  # noqa: ANN001
-              out: dict[str, Any]) -> None:
-    """A reader sampling the store during the run: one-master on every sample, and every
-    acknowledged preview hash still stored on every tenth."""
-    from harness.invariants import check_no_lost_preview_hashes, check_one_master
-
-    seen: set[str] = set()
-    n = 0
-    while not stop.wait(OBSERVER_INTERVAL_S):
-        n += 1
-        acked = _acked_previews(history) if n % 10 == 0 else None
-        snap = None
-        for _attempt in range(SNAPSHOT_RETRIES):  # a reader retries a torn read, as an app would
-            try:
-                snap = adapter.snapshot()
-                break
-            except Exception as exc:  # noqa: BLE001 - a reader failing mid-run is counted
-                out["snapshot_errors"] += 1
-                out.setdefault("first_error", f"{type(exc).__name__}: {exc}"[:300])
-        if snap is None:
-            continue
-        out["samples"] += 1
-        findings = check_one_master(snap)
-        if acked is not None:
-            findings += check_no_lost_preview_hashes(snap, _previews_for_check(history, acked))
-        for f in findings:
-            out["violations"] += 1
-            key = f.invariant + f.message.split(":")[0]
-            if key in seen or len(out["findings"]) >= MAX_OBSERVED:
-                continue
-            seen.add(key)
-            d = f.to_dict()
-            d["ops"] = []  # indices of this worker's history, not of the merged one
-            d["message"] = f"observer at t={time.time() - epoch:.3f}s saw {f.message}"
-            out["findings"].append(d)
-
-
 def _stats(env) -> dict[str, Any]:  # noqa: ANN001
     ops = {}
     for (name, _method), e in env.stats.entries.items():
@@ -162,7 +123,7 @@ def _plain_loop(cls, location: str, users: int, seconds: float, samples, seed: i
     no greenlets, no recording."""
     from scenarios.load.workload import Workload
 
-    adapter = cls(location)
+    adapters = [cls(location) for _ in range(users)]  # one per thread, like the Locust users
     workload = Workload(samples, prefix="x")
     counts = [0] * users
     deadline = [0.0]
@@ -175,7 +136,7 @@ def _plain_loop(cls, location: str, users: int, seconds: float, samples, seed: i
         while time.perf_counter() < deadline[0]:
             op, args = workload.plan(workload.choose(rng), rng)
             try:
-                getattr(adapter, op)(**args)
+                getattr(adapters[i], op)(**args)
                 status = "ok"
             except Exception as exc:  # noqa: BLE001
                 status = "fail" if type(exc).__name__ in ("NotFound", "Conflict", "InvalidData") \
@@ -193,158 +154,256 @@ def _plain_loop(cls, location: str, users: int, seconds: float, samples, seed: i
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
-    try:
-        adapter.close()
-    except Exception:  # noqa: BLE001
-        pass
+    for adapter in adapters:
+        try:
+            adapter.close()
+        except Exception:  # noqa: BLE001
+            pass
     return {"ops": sum(counts), "seconds": round(elapsed, 3)}
 
 
-def run(cfg: dict[str, Any]) -> dict[str, Any]:
-    import gevent
-    from gevent.threadpool import ThreadPool
-    from locust import User, constant
-    from locust.env import Environment
+class Process:
+    """The state of one load process: adapters, users, history, observer."""
 
-    from harness.client import RecordingClient
-    from harness.faults import FaultController, parse_rule
-    from harness.registry import resolve
-    from scenarios.load.workload import WEIGHTS, Samples, Workload
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        from gevent.threadpool import ThreadPool
 
-    out_dir = Path(cfg["out"])
-    w = cfg["worker"]
-    users = cfg["users"]
-    epoch = cfg["epoch"]
-    cls = resolve(cfg["adapter"])
-    faults = None
-    if cfg.get("faults"):
-        faults = FaultController([parse_rule(t) for t in cfg["faults"]], seed=cfg["seed"] + w)
-    opened: list[Any] = []
+        from harness.faults import FaultController, parse_rule
+        from harness.registry import resolve
+        from scenarios.load.workload import Samples, Workload
 
-    def open_client():  # noqa: ANN202
-        a = cls(cfg["location"], faults)
-        opened.append(a)
+        self.cfg = cfg
+        self.w = cfg["worker"]
+        self.users = cfg["users"]
+        self.epoch = cfg["epoch"]
+        self.out_dir = Path(cfg["out"])
+        self.cls = resolve(cfg["adapter"])
+        self.faults = None
+        if cfg.get("faults"):
+            self.faults = FaultController([parse_rule(t) for t in cfg["faults"]],
+                                          seed=cfg["seed"] + self.w)
+        self.opened: list[Any] = []
+        self.history = ClockHistory.make(self.epoch)
+        self.samples = Samples(data=json.loads(Path(cfg["samples"]).read_text()))
+        self.workload = Workload(self.samples, prefix=f"w{self.w}-")
+        self.pool = ThreadPool(self.users)
+        self.gauge = InFlight()
+        self.stop = threading.Event()
+        self.outcomes: dict[str, dict[str, int]] = {}
+        self.user_ids = itertools.count()
+        self.t_start: float | None = None
+        self.t_end: float | None = None
+        self.observer = None
+        self.phases: dict[str, float] = {}
+        # Open every user's adapter now, in OS threads: connecting is blocking I/O and must
+        # neither stall the hub nor fall inside the measured run.
+        if cfg.get("shared_adapter"):
+            self.clients = [self.open_client()] * self.users
+        else:
+            self.clients = self.pool.map(lambda _i: self.open_client(), range(self.users))
+        self.observer_adapter = self.open_client() if cfg.get("observer") else None
+
+    def open_client(self):  # noqa: ANN201
+        a = self.cls(self.cfg["location"], self.faults)
+        self.opened.append(a)
         return a
 
-    history = ClockHistory.make(epoch)
-    samples = Samples(data=json.loads(Path(cfg["samples"]).read_text()))
-    workload = Workload(samples, prefix=f"w{w}-")
-    pool = ThreadPool(users)
-    gauge = InFlight()
-    stop = threading.Event()
-    outcomes: dict[str, dict[str, int]] = {}
-    user_ids = itertools.count()
+    def user_class(self) -> type:
+        import gevent
+        from locust import User, constant
 
-    class StoreUser(User):
-        wait_time = constant(0)
+        from harness.client import RecordingClient
+        from scenarios.load.workload import WEIGHTS
 
-        def on_start(self) -> None:
-            self.n = next(user_ids)
-            self.rng = random.Random(cfg["seed"] * 1_000_003 + w * 1009 + self.n)
-            # One client per user, Jepsen-style: its own adapter instance (its own file handle
-            # or connection) on the shared store, unless the run asks for one shared instance.
-            self.client = RecordingClient(clients[self.n % len(clients)], history,
-                                          process=f"w{w}.u{self.n}")
+        proc = self
 
-        def do(self, wanted: str) -> None:
-            if stop.is_set():
-                gevent.sleep(0.05)
-                return
-            op, args = workload.plan(wanted, self.rng)
-            t = time.perf_counter()
-            rec = pool.apply(gauge.run, (self.client.call, op, args))
-            ms = (time.perf_counter() - t) * 1000.0
-            workload.observe(op, args, rec.status)
-            by = outcomes.setdefault(op, {})
-            by[rec.status] = by.get(rec.status, 0) + 1
-            exc = None if rec.status == "ok" else RuntimeError(f"{rec.status}: {rec.error_type}")
-            self.environment.events.request.fire(request_type="store", name=op,
-                                                 response_time=ms, response_length=0,
-                                                 exception=exc, context={})
+        class StoreUser(User):
+            wait_time = constant(0)
 
-    def _task(op: str):  # noqa: ANN202
-        def task(user: StoreUser) -> None:
-            user.do(op)
-        task.__name__ = op
-        return task
+            def on_start(self) -> None:
+                proc.began()
+                self.n = next(proc.user_ids)
+                self.rng = random.Random(proc.cfg["seed"] * 1_000_003 + proc.w * 1009 + self.n)
+                # One client per user, Jepsen-style: its own adapter instance (its own file
+                # handle or connection) on the shared store, unless the run asks for one shared.
+                self.client = RecordingClient(proc.clients[self.n % len(proc.clients)],
+                                              proc.history, process=f"w{proc.w}.u{self.n}")
 
-    StoreUser.tasks = {_task(op): weight for op, weight in WEIGHTS.items()}
+            def do(self, wanted: str) -> None:
+                if proc.stop.is_set():
+                    gevent.sleep(0.05)
+                    return
+                if proc.workload.opening:  # the opening phase picks the racing flows itself
+                    wanted = proc.workload.choose(self.rng)
+                op, args = proc.workload.plan(wanted, self.rng)
+                t = time.perf_counter()
+                rec = proc.pool.apply(proc.gauge.run, (self.client.call, op, args))
+                ms = (time.perf_counter() - t) * 1000.0
+                proc.workload.observe(op, args, rec.status)
+                by = proc.outcomes.setdefault(op, {})
+                by[rec.status] = by.get(rec.status, 0) + 1
+                exc = None if rec.status == "ok" else RuntimeError(f"{rec.status}: {rec.error_type}")
+                self.environment.events.request.fire(request_type="store", name=op,
+                                                     response_time=ms, response_length=0,
+                                                     exception=exc, context={})
 
-    # Open every user's adapter now, in OS threads: connecting is blocking I/O and must neither
-    # stall the hub nor fall inside the measured run.
-    if cfg.get("shared_adapter"):
-        clients = [open_client()] * users
-    else:
-        clients = pool.map(lambda _i: open_client(), range(users))
-    observer_adapter = open_client() if cfg.get("observer") else None
-    (out_dir / f"ready-{w}").write_text("1")
-    go = out_dir / "go"
-    while not go.exists():
-        gevent.sleep(0.01)
-    start_at = float(go.read_text())
-    gevent.sleep(max(0.0, start_at - time.time()))
+        def _task(op: str):  # noqa: ANN202
+            def task(user: StoreUser) -> None:
+                user.do(op)
+            task.__name__ = op
+            return task
 
-    env = Environment(user_classes=[StoreUser])
+        StoreUser.tasks = {_task(op): weight for op, weight in WEIGHTS.items()}
+        StoreUser.__name__ = StoreUser.__qualname__ = USER_CLASS
+        return StoreUser
+
+    def began(self) -> None:
+        """The first user starts: the load (and the observer's opening phase) begins."""
+        if self.t_start is not None:
+            return
+        self.t_start = time.time()
+        if self.observer_adapter is not None:
+            from scenarios.load.observer import Observer
+
+            self.observer = Observer(self.observer_adapter.snapshot, lambda: self.history.records,
+                                     self.history.now, self.stop)
+            self.observer.start()
+
+    def mark(self, phase: str) -> None:
+        self.phases[phase] = round(time.time() - self.epoch, 3)
+
+    def drain(self) -> None:
+        """Stop issuing calls and wait for the ones in flight (they are recorded)."""
+        import gevent
+
+        self.mark("drain")
+        self.stop.set()
+        deadline = time.time() + 30
+        while self.gauge.now and time.time() < deadline:
+            gevent.sleep(0.01)
+        self.t_end = time.time()
+        if self.observer is not None:
+            self.observer.join()
+        self.mark("drained")
+
+    def write(self, stats: dict[str, Any] | None) -> dict[str, Any]:
+        t_start = self.t_start if self.t_start is not None else time.time()
+        t_end = self.t_end if self.t_end is not None else t_start
+        result: dict[str, Any] = {
+            "worker": self.w, "pid": os.getpid(), "users": self.users,
+            "shared_adapter": bool(self.cfg.get("shared_adapter")),
+            "load_start": round(t_start - self.epoch, 6), "load_end": round(t_end - self.epoch, 6),
+            "stats": stats, "outcomes": self.outcomes,
+            "observer": self.observer.to_dict() if self.observer is not None
+            else {"samples": 0, "snapshot_errors": 0, "violations": 0, "findings": []},
+            "parallelism": {"pool_threads": len(self.gauge.threads), "max_in_flight": self.gauge.max},
+        }
+        plain_s = self.cfg.get("plain_s") or 0
+        if plain_s:
+            plain = _plain_loop(self.cls, self.cfg["plain_location"], self.users, plain_s,
+                                self.samples, self.cfg["seed"])
+            recs = self.history.records
+            first = min((r.start for r in recs), default=0.0)
+            window = [r for r in recs if r.end is not None and r.end <= first + plain_s]
+            result["overhead"] = {"window_s": plain_s, "harness_ops": len(window),
+                                  "plain_ops": plain["ops"], "plain_seconds": plain["seconds"]}
+            self.mark("plain_done")
+        self.mark("written")
+        result["phases"] = self.phases
+        (self.out_dir / f"history-{self.w}.json").write_text(json.dumps(self.history.to_list(),
+                                                                        default=str))
+        (self.out_dir / f"result-{self.w}.json").write_text(json.dumps(result, default=str))
+        return result
+
+    def close(self) -> None:
+        self.mark("close")
+        self.pool.join()
+        self.pool.kill()
+        for a in self.opened:
+            try:
+                a.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def run_local(proc: Process) -> None:
+    """Threads mode: a local Locust runner, started at once, stopped at :func:`run_until`."""
+    import gevent
+    from locust.env import Environment
+
+    cfg = proc.cfg
+    env = Environment(user_classes=[proc.user_class()])
     runner = env.create_local_runner()
     web_ui = None
     if cfg.get("web"):
         web_ui = env.create_web_ui("127.0.0.1", cfg.get("web_port", 8089))
         print(f"locust web UI: http://127.0.0.1:{cfg.get('web_port', 8089)}", flush=True)
-    observed = {"samples": 0, "snapshot_errors": 0, "violations": 0, "findings": []}
-    observer = None
-    if cfg.get("observer"):
-        observer = threading.Thread(target=_observer, name="observer", daemon=True,
-                                    args=(observer_adapter, history, stop, epoch, observed))
-        observer.start()
-    t_start = time.time()
-    runner.start(users, spawn_rate=100)
-    gevent.sleep(cfg["duration"])
-    stop.set()
-    deadline = time.time() + 30
-    while gauge.now and time.time() < deadline:
-        gevent.sleep(0.01)
-    t_end = time.time()
+    runner.start(proc.users, spawn_rate=cfg.get("spawn_rate") or max(100, proc.users * 10))
+    gevent.sleep(max(cfg.get("min_run_s", 0.5), run_until(cfg) - time.time()))
+    proc.drain()
     runner.quit()
-    pool.join()
-    pool.kill()
-    if observer is not None:
-        observer.join(timeout=10)
     if web_ui is not None:
         web_ui.stop()
-    for a in opened:
-        try:
-            a.close()
-        except Exception:  # noqa: BLE001
-            pass
+    proc.close()
+    proc.write(_stats(env))
 
-    result: dict[str, Any] = {
-        "worker": w, "pid": os.getpid(), "users": users,
-        "shared_adapter": bool(cfg.get("shared_adapter")),
-        "load_start": round(t_start - epoch, 6), "load_end": round(t_end - epoch, 6),
-        "stats": _stats(env), "outcomes": outcomes, "observer": observed,
-        "parallelism": {"pool_threads": len(gauge.threads), "max_in_flight": gauge.max},
-    }
-    plain_s = cfg.get("plain_s") or 0
-    if plain_s:
-        plain = _plain_loop(cls, cfg["plain_location"], users, plain_s, samples, cfg["seed"])
-        recs = history.records
-        first = min((r.start for r in recs), default=0.0)
-        window = [r for r in recs if r.end is not None and r.end <= first + plain_s]
-        result["overhead"] = {"window_s": plain_s, "harness_ops": len(window),
-                              "plain_ops": plain["ops"], "plain_seconds": plain["seconds"]}
-    (out_dir / f"history-{w}.json").write_text(json.dumps(history.to_list(), default=str))
-    (out_dir / f"result-{w}.json").write_text(json.dumps(result, default=str))
-    return result
+
+def run_worker(proc: Process) -> None:
+    """Processes mode: a Locust ``WorkerRunner`` on the master's loopback port. The master
+    spawns the users and sends ``drain`` when the run is over; the worker stops its users,
+    sends its last statistics, answers ``drained``, writes its files and waits for ``quit``."""
+    import gevent
+    from gevent.event import Event
+    from locust.env import Environment
+
+    cfg = proc.cfg
+    port_file = Path(cfg["port_file"])
+    while not port_file.exists():
+        if time.time() > cfg["deadline"] + GRACE_S / 4:
+            raise RuntimeError("the load master never published its port")
+        gevent.sleep(0.01)
+    port = int(port_file.read_text())
+    env = Environment(user_classes=[proc.user_class()])
+    runner = env.create_worker_runner("127.0.0.1", port)
+    done = Event()
+
+    def on_drain(environment, msg, **_kw) -> None:  # noqa: ANN001
+        proc.drain()
+        runner._send_stats()  # the last statistics reach the master before "drained" does
+        runner.send_message("drained", {"worker": proc.w, "load_start": proc.t_start,
+                                        "load_end": proc.t_end})
+        proc.write(None)  # the parent waits for this process; the master need not
+        done.set()
+
+    runner.register_message("drain", on_drain, concurrent=True)
+    done.wait(timeout=max(1.0, cfg["deadline"] + GRACE_S / 2 - time.time()))
+    if not done.is_set():
+        raise RuntimeError("the load master never asked this worker to stop")
+    runner.greenlet.join(timeout=1)  # the master's "quit"
+    proc.close()
+
+
+def finish(code: int) -> int:
+    """Leave at once: every file is written and every adapter closed; skip the interpreter's
+    teardown of the hub, the thread pool and Locust's greenlets (it takes seconds)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str]) -> int:
     cfg = json.loads(Path(argv[0]).read_text())
+    start_watchdog(cfg["deadline"] + GRACE_S)
     try:
-        run(cfg)
+        proc = Process(cfg)
+        if cfg.get("role") == "worker":
+            run_worker(proc)
+        else:
+            run_local(proc)
     except Exception:  # noqa: BLE001 - reported to the parent through the log and exit status
         traceback.print_exc()
-        return 3
-    return 0
+        return finish(3)
+    return finish(0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,6 +34,18 @@ WEIGHTS: dict[str, int] = {
     "get_job": 2,
     "get_improvement_by_tailored_resume": 1,
 }
+#: The opening phase: the first calls of a process concentrate on the racing flows (first
+#: uploads, record_preview on one job for several prompts, set_master against uploads).
+OPENING_CALLS = 60
+OPENING_WEIGHTS: dict[str, int] = {
+    "upload_resume": 2,
+    "set_master": 3,
+    "record_preview": 8,
+    "delete_resume": 1,
+    "get_job": 1,
+    "list_resumes": 1,
+}
+OPENING_MAX_JOBS = 1
 MAX_RESUMES = 12
 MIN_RESUMES_FOR_DELETE = 4
 MAX_JOBS = 3
@@ -76,21 +88,28 @@ class Workload:
         self.tailored: dict[str, str] = {}  # tailored id -> parent id
         self.jobs: list[str] = []
         self.hashes: dict[tuple[str, str], str] = {}
+        self.planned = 0
+
+    @property
+    def opening(self) -> bool:
+        return self.planned < OPENING_CALLS
 
     def choose(self, rng: random.Random) -> str:
-        return rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
+        weights = OPENING_WEIGHTS if self.opening else WEIGHTS
+        return rng.choices(list(weights), weights=list(weights.values()))[0]
 
     def plan(self, op: str, rng: random.Random) -> tuple[str, dict[str, Any]]:
         """``(operation, kwargs)`` for a wanted ``op``; substitutes a creating flow when the
         records it needs do not exist yet (or a delete when the store is full)."""
         with self._lock:
+            self.planned += 1
             return self._plan(op, rng)
 
     def _plan(self, op: str, rng: random.Random) -> tuple[str, dict[str, Any]]:
         s = self.s
         if op == "upload_resume" and len(self.originals) >= MAX_RESUMES:
             op = "delete_resume"
-        if op == "create_job" and len(self.jobs) >= MAX_JOBS:
+        if op == "create_job" and len(self.jobs) >= (OPENING_MAX_JOBS if self.opening else MAX_JOBS):
             op = "get_job"
         if op in ("record_preview", "get_job", "confirm_improvement") and not self.jobs:
             op = "create_job"
