@@ -1,0 +1,1 @@
+"""Workloads of the families beside resumes (DESIGN section 8)."""
