@@ -17,6 +17,9 @@ A :class:`FaultRule` matches point names (``fnmatch`` patterns) and fires one ac
   At a point that writes nothing it is a plain crash.
 - ``delay``: sleep ``delay_s`` to widen a race window.
 - ``pause``: block until the rule is released (a rendezvous for forcing interleavings).
+- ``corrupt``: nothing is raised; :meth:`FaultController.point` returns True and the caller
+  corrupts the bytes it is about to store or has just read (silent data corruption). At a point
+  whose caller ignores the return value, and at storage-boundary points, it does nothing.
 
 Every injection is recorded as an :class:`Injection` with its point, action, operation and step.
 """
@@ -40,7 +43,8 @@ CRASH = "crash"
 TORN_WRITE = "torn-write"
 DELAY = "delay"
 PAUSE = "pause"
-ACTIONS: tuple[str, ...] = (ERROR, CRASH, TORN_WRITE, DELAY, PAUSE)
+CORRUPT = "corrupt"
+ACTIONS: tuple[str, ...] = (ERROR, CRASH, TORN_WRITE, DELAY, PAUSE, CORRUPT)
 
 #: Exit status of a forked child that died at a fault point.
 CRASH_EXIT_CODE = 86
@@ -196,13 +200,16 @@ class FaultController:
              _state.controller) = saved
 
     # -- points
-    def point(self, name: str) -> None:
-        """A named step boundary. Adapters call this; it may raise, sleep, block or kill."""
+    def point(self, name: str) -> bool:
+        """A named step boundary. Adapters call this; it may raise, sleep, block or kill.
+        Returns True when a ``corrupt`` rule fired here (the caller corrupts its data)."""
         if not self.active:
-            return
+            return False
         rule = self._fire(name)
         if rule is not None:
             self._perform(rule, name)
+            return rule.action == CORRUPT
+        return False
 
     def boundary(self, kind: str) -> tuple[FaultRule, str] | None:
         """A storage-boundary point: the k-th ``kind`` (write, sql, commit) of this operation.
@@ -276,7 +283,8 @@ NO_FAULTS = FaultController()
 
 
 def parse_rule(text: str) -> FaultRule:
-    """Parse ``ACTION@POINT[:key=value,...]``, e.g. ``error@set_master.*:count=1,p=0.5``."""
+    """Parse ``ACTION@POINT[:key=value,...]``, e.g. ``error@set_master.*:count=1,p=0.5`` or
+    ``corrupt@save_cv.readback`` (ACTION is one of :data:`ACTIONS`)."""
     action, _, rest = text.partition("@")
     if not rest:
         raise ValueError(f"fault rule {text!r}: expected ACTION@POINT")

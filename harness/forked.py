@@ -108,15 +108,17 @@ def run_in_child(adapter_cls: type[Store], location: str, op: str,
 
 
 def trace_points(adapter_cls: type[Store], location: str, op: str,
-                 args: dict[str, Any], *, seed: int = 0) -> list[str]:
+                 args: dict[str, Any], *, seed: int = 0,
+                 rules: Sequence[FaultRule] = ()) -> list[str]:
     """Every fault point (named and storage-boundary) ``op`` passes, found by a traced run in a
-    child that does not die (so the store at ``location`` is left as the operation leaves it)."""
+    child that does not die (so the store at ``location`` is left as the operation leaves it);
+    ``rules`` are armed during the run (the environment, e.g. a store that is down)."""
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(rfd)
         try:
-            faults = FaultController(seed=seed, tracing=True)
+            faults = FaultController(rules, seed=seed, tracing=True)
             adapter = adapter_cls(location, faults)
             RecordingClient(adapter, History()).call(op, **args)
             os.write(wfd, json.dumps(faults.trace).encode())

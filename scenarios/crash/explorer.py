@@ -17,7 +17,7 @@ previous cell. Cells run in ``crash_workers`` forked worker processes (default 4
 whole cases so that a case's cells run in the same order as serially; rows are assembled in plan
 order, so the matrix does not depend on the number of workers. Options (``ctx.options``):
 ``crash_workers`` (1: everything in this process), ``crash_reuse_setup`` (False: every cell
-gets a new location set up from scratch).
+gets a new location set up from scratch), ``crash_case`` (only those cases, comma-separated).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 from harness.client import RecordingClient
 from harness.families import check_all_for, family_of
-from harness.faults import CRASH, TORN_WRITE, FaultRule
+from harness.faults import CRASH, TORN_WRITE, FaultController, FaultRule, parse_rule
 from harness.forked import run_in_child, trace_points
 from harness.history import OK, History, OpRecord
 from harness.invariants import Finding
@@ -88,15 +88,26 @@ def _setup(ctx: ScenarioContext, case: CrashCase, location: str, *, reset: bool 
         adapter.close()
 
 
+def _environment(case: CrashCase) -> list[FaultRule]:
+    """The case's own fault rules (its environment), parsed afresh."""
+    return [parse_rule(text) for text in case.rules]
+
+
 def _setup_on(adapter: Store, case: CrashCase, *, reset: bool) -> History:
     history = History()
     if reset:
         adapter.reset()
-    client = RecordingClient(adapter, history, process="setup")
-    for op, args in case.setup:
-        rec = client.call(op, **args)
-        if rec.status != OK:
-            raise SetupFailed(f"{case.name}: setup {op} -> {rec.status} ({rec.error})")
+    saved = adapter.faults
+    if case.rules:
+        adapter.faults = FaultController(_environment(case))
+    try:
+        client = RecordingClient(adapter, history, process="setup")
+        for op, args in case.setup:
+            rec = client.call(op, **args)
+            if rec.status != OK:
+                raise SetupFailed(f"{case.name}: setup {op} -> {rec.status} ({rec.error})")
+    finally:
+        adapter.faults = saved
     return history
 
 
@@ -266,6 +277,21 @@ def _run_in_workers(groups: list[list[int]], workers: int, stores: _Stores,
             del readers[rfd]
 
 
+def _selected(cases: list[CrashCase], wanted: Any) -> list[CrashCase]:
+    """The cases named in the ``crash_case`` option (all when it is empty)."""
+    if not wanted:
+        return cases
+    names = [w.strip() for w in str(wanted).split(",") if w.strip()]
+    known = {c.name for c in cases}
+    missing = [n for n in names if n not in known]
+    if missing:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"crash: unknown case(s) {', '.join(missing)}; known: "
+                          f"{', '.join(sorted(known))}")
+    return [c for c in cases if c.name in names]
+
+
 class CrashScenario:
     name = "crash"
     kind = "crash"
@@ -273,7 +299,8 @@ class CrashScenario:
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         t0 = time.monotonic()
         result = ScenarioResult(name=self.name, kind=self.kind)
-        cases = family_of(ctx.adapter_cls).load("crash_cases")(ctx.seed)
+        cases = _selected(family_of(ctx.adapter_cls).load("crash_cases")(ctx.seed),
+                          ctx.options.get("crash_case"))
         spec = repro.adapter_spec(ctx.adapter_cls, ctx.adapter_name)
         truncated = False
         stores = _Stores(ctx, reuse=bool(ctx.options.get("crash_reuse_setup", True)))
@@ -290,13 +317,14 @@ class CrashScenario:
             try:
                 location, _ = stores.fresh(case)
                 points = trace_points(ctx.adapter_cls, location, case.op, case.args,
-                                      seed=ctx.seed)
+                                      seed=ctx.seed, rules=_environment(case))
                 location, history = stores.fresh(case)
             except SetupFailed as exc:
                 cases_info.append({"case": case.name, "operation": case.op, "points": [],
                                    "error": str(exc)})
                 continue
-            base = run_in_child(ctx.adapter_cls, location, case.op, case.args, (), seed=ctx.seed,
+            base = run_in_child(ctx.adapter_cls, location, case.op, case.args,
+                                _environment(case), seed=ctx.seed,
                                 history=history, timeout_s=CHILD_TIMEOUT_S)
             base_findings = _check(ctx, location, history,
                                    lambda a, c=case, loc=location: stores.prepare_next(c, loc, a))
@@ -379,7 +407,8 @@ class CrashScenario:
         case = cell.case
         location, history = stores.fresh(case, location)
         rule = FaultRule(point=exact_pattern(cell.point), action=cell.action, after=cell.after)
-        outcome = run_in_child(ctx.adapter_cls, location, case.op, case.args, [rule],
+        outcome = run_in_child(ctx.adapter_cls, location, case.op, case.args,
+                               [*_environment(case), rule],
                                seed=ctx.seed, history=history, timeout_s=CHILD_TIMEOUT_S)
         findings = _check(ctx, location, history,
                           lambda a: stores.prepare_next(case, location, a))
@@ -400,7 +429,7 @@ class CrashScenario:
             text = repro.render(spec=spec, adapter=ctx.adapter_name, case=case.name, op=case.op,
                                 args=case.args, setup=case.setup, point=cell.label,
                                 point_pattern=exact_pattern(cell.point), after=cell.after,
-                                action=cell.action, invariant=inv)
+                                action=cell.action, invariant=inv, rules=case.rules)
             v = to_violation(_merge(inv, by_inv[inv], cell), records, reproduction=text,
                              context={"operation": case.op, "case": case.name,
                                       "point": cell.label, "action": cell.action})

@@ -12,12 +12,18 @@ from harness.domain import DataFactory, IdFactory, preview_hash
 
 @dataclass(frozen=True)
 class CrashCase:
-    """``setup`` runs (all must be acknowledged), then ``op(**args)`` is crashed."""
+    """``setup`` runs (all must be acknowledged), then ``op(**args)`` is crashed.
+
+    ``rules`` (fault rules as :func:`harness.faults.parse_rule` text, e.g. a store that is down:
+    ``error@save_cv.health:count=inf``) are the environment the case runs in: armed afresh for
+    the setup calls, the traced run, the baseline and every crashed run, besides the crash.
+    """
 
     name: str
     op: str
     args: dict[str, Any]
     setup: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    rules: tuple[str, ...] = ()
 
 
 def _short_content(data: DataFactory) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pprint
+from collections.abc import Sequence
 from typing import Any
 
 from harness.store import Store
@@ -15,7 +16,7 @@ import uuid
 import pytest
 
 from harness.client import RecordingClient
-from harness.faults import FaultRule
+from harness.faults import FaultController, FaultRule, parse_rule
 from harness.forked import run_in_child
 from harness.history import History
 from harness.families import check_all_for
@@ -26,6 +27,8 @@ SETUP = {setup}
 OPERATION = {op!r}
 ARGS = {args}
 RULE = FaultRule(point={point_pattern!r}, action={action!r}, after={after!r})
+#: The case's environment: fault rules armed for the setup and the crashed run besides RULE.
+ENVIRONMENT = {rules}
 
 
 def test_{func}(tmp_path):
@@ -39,12 +42,13 @@ def test_{func}(tmp_path):
     location = cls.fresh_location(root, "repro_" + uuid.uuid4().hex[:10])
     try:
         history = History()
-        adapter = cls(location)
+        adapter = cls(location, FaultController([parse_rule(r) for r in ENVIRONMENT]))
         client = RecordingClient(adapter, history, process="setup")
         for op, args in SETUP:
             assert client.call(op, **args).status == "ok", (op, history.to_list()[-1])
         adapter.close()
-        outcome = run_in_child(cls, location, OPERATION, ARGS, [RULE], history=history)
+        outcome = run_in_child(cls, location, OPERATION, ARGS,
+                               [*(parse_rule(r) for r in ENVIRONMENT), RULE], history=history)
         assert outcome.crashed, outcome.record
         snapshot, error = None, None
         try:
@@ -84,9 +88,10 @@ def _literal(value: Any) -> str:
 
 def render(*, spec: str, adapter: str, case: str, op: str, args: dict[str, Any],
            setup: list[tuple[str, dict[str, Any]]], point: str, point_pattern: str, after: int,
-           action: str, invariant: str) -> str:
+           action: str, invariant: str, rules: Sequence[str] = ()) -> str:
     func = "".join(c if c.isalnum() else "_" for c in f"{case}_{point}_{action}_{invariant}")
     return _TEMPLATE.format(adapter=adapter, case=case, point=point, action=action,
                             invariant=invariant, spec=spec, setup=_literal(setup), op=op,
                             args=_literal(args), point_pattern=point_pattern, after=after,
+                            rules=_literal(list(rules)),
                             func=func.lower().strip("_"))

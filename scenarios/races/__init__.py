@@ -13,7 +13,8 @@ on a fresh store, so the enumeration is exhaustive when it ends and, under the c
 every single-preemption interleaving before deeper ones. After each schedule every invariant is
 checked on the snapshot and the history; a finding becomes a violation (``thread-safe``) whose
 reproduction replays that exact schedule. All threads blocked in the store is a ``no-deadlock``
-violation.
+violation. A pair's own fault rules (``Pair.rules``, e.g. a store that is down) are armed afresh
+for every schedule, setup included.
 
 Options (``--option KEY=VALUE``): ``pair`` (only those pairs, comma-separated), ``schedule``
 (replay just that schedule string), ``max_schedules`` (cap per pair, default 64),
@@ -35,11 +36,12 @@ from typing import Any
 
 from harness.client import RecordingClient
 from harness.families import check_all_for, family_of
-from harness.faults import FaultController
+from harness.faults import FaultController, parse_rule
 from harness.history import OK, History
 from harness.invariants import NO_DEADLOCK, Finding
 from harness.results import ScenarioResult, ViolationRecord
 from harness.scenario import ScenarioContext
+from harness.store import THREAD_SAFE
 from harness.violations import to_violation
 from scenarios.races.pairs import PAIRS, Pair
 from scenarios.races.scheduler import Decision, Outcome, Scheduler
@@ -166,7 +168,7 @@ class RaceScenario:
              timing: dict[str, float], *, replaying: bool
              ) -> tuple[dict[str, Any], list[ViolationRecord]]:
         check_all = check_all_for(ctx.adapter_cls)
-        faults = FaultController(seed=ctx.seed)
+        faults = FaultController([parse_rule(r) for r in pair.rules], seed=ctx.seed)
         history = History()
         location = ctx.new_location(f"race_{pair.name}")
         adapter = ctx.open(location, faults)
@@ -208,7 +210,10 @@ class RaceScenario:
             context = {"pair": pair.name, "schedule": schedule,
                        "operations": [op for op, _ in racing]}
             records = history.records
-            violations = [to_violation(f, records, concurrency="threads",
+            # The pair's own fault rules are the same in every schedule: what a failing schedule
+            # adds is the interleaving, so its errors do not make the finding an atomicity one.
+            guarantee = THREAD_SAFE if pair.rules else None
+            violations = [to_violation(f, records, concurrency="threads", guarantee=guarantee,
                                        reproduction=reproduction, context=context)
                           for f in findings]
             status = ("deadlock" if outcome.deadlock else "violation" if findings else "ok")

@@ -22,6 +22,9 @@ class Pair:
     name: str
     description: str
     build: Callable[[DataFactory, IdFactory], tuple[list[Call], list[Call]]]
+    #: Fault rules (:func:`harness.faults.parse_rule` text) armed for every schedule, setup
+    #: included: the environment the pair races in (e.g. a store that is down).
+    rules: tuple[str, ...] = ()
 
     def calls(self, seed: int) -> tuple[list[Call], list[Call]]:
         """``(setup, racing)`` calls for ``seed``."""

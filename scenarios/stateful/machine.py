@@ -120,9 +120,11 @@ class Search:
 class Driver:
     """Runs steps on one adapter at a fresh location and checks the invariants after each.
 
-    A step is ``{"op", "args", "fault": None | {"action", "point"}, "recipes"}``; an ``error``
-    fault is armed on the shared controller for that one call, a ``crash`` runs the call in a
-    forked child that dies at the point, then the store is re-opened.
+    A step is ``{"op", "args", "fault": None | {"action", "point"[, "count"]}, "recipes"}``; a
+    ``crash`` runs the call in a forked child that dies at the point, then the store is
+    re-opened; any other action (``error``, or what a family's ``fault_for`` picks, e.g.
+    ``corrupt``) is armed on the shared controller for that one call, firing ``count`` times
+    (default 1).
     """
 
     def __init__(self, ctx: ScenarioContext, mode: str) -> None:
@@ -162,7 +164,8 @@ class Driver:
             self.adapter = self.ctx.open(self.location, self.faults)
             self.client = RecordingClient(self.adapter, self.history, process="machine")
         elif fault:
-            self.faults.arm(FaultRule(point=fault["point"], action=ERROR, count=1))
+            self.faults.arm(FaultRule(point=fault["point"], action=fault.get("action", ERROR),
+                                      count=fault.get("count", 1)))
             try:
                 rec = self.client.call(op, **args)
             finally:
@@ -279,15 +282,23 @@ class FamilyMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.driver.close()
 
+    def fault_for(self, op: str, fault: int | None) -> dict[str, Any] | None:
+        """The fault a write rule's draw ``fault`` injects into ``op`` under the search's mode:
+        ``{"action", "point"}`` (plus an optional ``"count"``), or None. By default the mode's
+        action at the drawn candidate point; a family overrides it to inject faults of its own
+        (e.g. a store down for several attempts, a corrupted read)."""
+        action = MODE_ACTION.get(self.search.mode) if fault is not None else None
+        if action is None:
+            return None
+        points = fault_points_for(self.search.ctx.adapter_cls, op)
+        return {"action": action, "point": points[(fault or 0) % len(points)]}
+
     def _do(self, op: str, recipes: dict[str, str] | None = None, fault: int | None = None,
             **args: Any) -> OpRecord:
         s = self.search
-        action = MODE_ACTION.get(s.mode) if fault is not None else None
-        step: dict[str, Any] = {"kind": "op", "op": op, "args": args, "fault": None,
+        step: dict[str, Any] = {"kind": "op", "op": op, "args": args,
+                                "fault": self.fault_for(op, fault),
                                 "recipes": dict(recipes or {})}
-        if action is not None:
-            points = fault_points_for(s.ctx.adapter_cls, op)
-            step["fault"] = {"action": action, "point": points[(fault or 0) % len(points)]}
         s.steps += 1
         rec, fresh = self.driver.run_step(step, set(s.targets))
         for f in fresh:  # every target seen, so one search serves several invariants

@@ -50,7 +50,7 @@ def render_reproduction(*, adapter_cls: type[Store], invariant: str, message: st
     uses_data = any(s.get("recipes") and any(len(repr(s["args"].get(k))) > LONG_LIMIT
                                              for k in s["recipes"]) for s in steps)
     uses_crash = any((s.get("fault") or {}).get("action") == "crash" for s in steps)
-    uses_error = any((s.get("fault") or {}).get("action") == "error" for s in steps)
+    uses_error = any((s.get("fault") or {}).get("action") not in (None, "crash") for s in steps)
     test_name = "test_reproduces_" + re.sub(r"\W+", "_", invariant).strip("_")
     one_line = " ".join(message.split())
     out: list[str] = [
@@ -120,8 +120,10 @@ def render_reproduction(*, adapter_cls: type[Store], invariant: str, message: st
                      "        adapter = cls(location, faults)",
                      "        client = RecordingClient(adapter, history, process='machine')"]
         elif fault:
-            body += [f"        # step {n}: {op} with an injected error at {fault['point']}",
-                     f"        faults.arm(FaultRule(point={fault['point']!r}, action='error', count=1))",
+            action, count = fault.get("action", "error"), fault.get("count", 1)
+            body += [f"        # step {n}: {op} with an injected {action} at {fault['point']}",
+                     f"        faults.arm(FaultRule(point={fault['point']!r}, action={action!r}, "
+                     f"count={count!r}))",
                      f"        client.call({op!r}{', ' if args else ''}{_call_args(args, recipes)})",
                      "        faults.clear()"]
         else:
