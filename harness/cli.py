@@ -1,4 +1,4 @@
-"""The ``harness`` command line: list, run, gate, report, replay, load (DESIGN section 7).
+"""The ``harness`` command line: list, run, gate, report, replay, load, cv-recover (DESIGN 7).
 
 Exit status: 0 no violated claimed guarantee, 1 violations, 2 usage or configuration errors
 (printed as one clear line).
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-run one violation's reproduction")
     replay.add_argument("dir")
     replay.add_argument("violation_id")
+
+    recover = sub.add_parser("cv-recover", help="list or import the CVs a cv-archive store left in "
+                                                 "backup files")
+    _delegate("harness.families.cv_archive.recover_cli", "add_arguments")(recover)
 
     load = sub.add_parser("load", help="Locust load against one adapter (headless by default)")
     load.add_argument("--adapter", default="sqlite")
@@ -187,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _delegate("harness.report", "main")(args)
         if args.command == "replay":
             return _delegate("harness.replay", "main")(args)
+        if args.command == "cv-recover":
+            return _delegate("harness.families.cv_archive.recover_cli", "main")(args)
         if args.command == "load":
             args.dsn = dsn_with_flags(args.dsn, args.allow_any_database)
             return _delegate("scenarios.load.cli", "main")(args)
