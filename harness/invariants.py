@@ -235,6 +235,10 @@ def check_referential_integrity(snapshot: Snapshot,
     return out
 
 
+#: Resume fields every creation sets to None.
+_CREATED_EMPTY = ("cover_letter", "outreach_message")
+
+
 def _resume_field_writes(history: Sequence[OpRecord]) -> dict[tuple[str, str, str], list[_Write]]:
     writes: dict[tuple[str, str, str], list[_Write]] = {}
 
@@ -254,6 +258,8 @@ def _resume_field_writes(history: Sequence[OpRecord]) -> dict[tuple[str, str, st
             add("resume", rid, "processed_data", a.get("processed_data"), r)
             add("resume", rid, "processing_status",
                 "completed" if a.get("processed_data") is not None else "pending", r)
+            for fld in _CREATED_EMPTY:  # a re-upload after a delete starts them afresh
+                add("resume", rid, fld, None, r)
         elif r.op == "update_resume":
             for fld, value in (a.get("fields") or {}).items():
                 if fld in UPDATABLE_RESUME_FIELDS:
@@ -275,6 +281,8 @@ def _resume_field_writes(history: Sequence[OpRecord]) -> dict[tuple[str, str, st
             add("resume", tid, "processed_data", a.get("improved_data"), r)
             add("resume", tid, "parent_id", a.get("resume_id"), r)
             add("resume", tid, "processing_status", "completed", r)
+            for fld in _CREATED_EMPTY:
+                add("resume", tid, fld, None, r)
             rq = a.get("request_id")
             add("improvement", rq, "original_resume_id", a.get("resume_id"), r)
             add("improvement", rq, "tailored_resume_id", tid, r)

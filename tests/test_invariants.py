@@ -230,13 +230,29 @@ def test_durable_fires_on_lost_field(op, fld, stored):
     if op != "upload_resume":
         h.add(op, 2, resume_id="A", text="new text")
     kept = {"filename": "cv.md", "processed_data": valid_resume_data(),
-            "cover_letter": "new text", "outreach_message": "new text"} | stored
+            "cover_letter": "new text" if op == "save_cover_letter" else None,
+            "outreach_message": "new text" if op == "save_outreach_message" else None} | stored
     f = one(check_acked_writes_durable(snap(resume("A", master=True, **kept)), h.records),
             ACKED_WRITES_DURABLE)
     last = len(h.records) - 1
     assert f.ids == ["A"] and f.ops == [last]
     assert f.message.startswith(f"resume A field {fld}: stored value (sha256 {digest(stored[fld])[:12]})")
     assert f.message.endswith(f"(ops #{last})")
+
+
+def test_durable_reupload_after_delete_starts_texts_afresh():
+    """A cover letter saved concurrently with a delete, then a re-upload of the same id: the
+    re-created resume has no cover letter, and that is not a lost write."""
+    h = Hist()
+    h.upload("A", 0)
+    h.add("save_cover_letter", 2, 12, resume_id="A", text="Dear team")  # overlaps the delete
+    h.delete("A", 3)
+    h.upload("A", 20)
+    assert check_acked_writes_durable(snap(resume("A", master=True)), h.records) == []
+    # ... but a text on a fresh upload that nobody saved is caught
+    found = check_acked_writes_durable(snap(resume("A", master=True, outreach_message="ghost")),
+                                       h.records)
+    assert [f.invariant for f in found] == [ACKED_WRITES_DURABLE]
 
 
 def test_durable_fires_once_when_acked_resume_is_gone():
