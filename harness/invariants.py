@@ -613,17 +613,27 @@ INVARIANTS: tuple[Invariant, ...] = (
 INVARIANT_IDS: tuple[str, ...] = tuple(i.id for i in INVARIANTS)
 
 
-def check_all(snapshot: Snapshot | None, history: Iterable[OpRecord], *,
-              snapshot_error: str | None = None,
-              only: Iterable[str] | None = None) -> list[Finding]:
-    """Run every invariant (or those in ``only``). With no snapshot, only store-readable runs."""
-    wanted = set(only) if only is not None else set(INVARIANT_IDS)
+def run_invariants(invariants: Sequence[Invariant], snapshot: Any, history: Iterable[OpRecord], *,
+                   snapshot_error: str | None = None,
+                   only: Iterable[str] | None = None) -> list[Finding]:
+    """Run ``invariants`` (or those of them in ``only``) over a snapshot and the history; every
+    family's ``check_all`` is this over its own invariants. With no snapshot, only
+    store-readable runs."""
+    wanted = set(only) if only is not None else {inv.id for inv in invariants}
     hist = list(history)
     if snapshot is None:
         err = snapshot_error or "snapshot unavailable"
         return check_store_readable(err) if STORE_READABLE in wanted else []
     out: list[Finding] = []
-    for inv in INVARIANTS:
+    for inv in invariants:
         if inv.id in wanted and inv.check is not None:
             out.extend(inv.check(snapshot, hist))
     return out
+
+
+def check_all(snapshot: Snapshot | None, history: Iterable[OpRecord], *,
+              snapshot_error: str | None = None,
+              only: Iterable[str] | None = None) -> list[Finding]:
+    """Run every resume invariant (or those in ``only``). With no snapshot, only store-readable
+    runs."""
+    return run_invariants(INVARIANTS, snapshot, history, snapshot_error=snapshot_error, only=only)

@@ -22,7 +22,7 @@ from harness.families.cv_archive.contract import (
     sha256_text,
 )
 from harness.history import OK, OpRecord
-from harness.invariants import STORE_READABLE, Finding, Invariant, check_store_readable
+from harness.invariants import STORE_READABLE, Finding, Invariant, run_invariants
 
 CV_NO_LOSS = "cv-no-loss"
 CV_RECOVERED_ONCE = "cv-recovered-once"
@@ -160,16 +160,7 @@ def check_all(snapshot: Snapshot | None, history: Iterable[OpRecord], *,
               snapshot_error: str | None = None,
               only: Iterable[str] | None = None) -> list[Finding]:
     """Run every invariant (or those in ``only``). With no snapshot, only store-readable runs."""
-    wanted = set(only) if only is not None else set(INVARIANT_IDS)
-    hist = list(history)
-    if snapshot is None:
-        err = snapshot_error or "snapshot unavailable"
-        return check_store_readable(err) if STORE_READABLE in wanted else []
-    out: list[Finding] = []
-    for inv in INVARIANTS:
-        if inv.id in wanted and inv.check is not None:
-            out.extend(inv.check(snapshot, hist))
-    return out
+    return run_invariants(INVARIANTS, snapshot, history, snapshot_error=snapshot_error, only=only)
 
 
 __all__: list[Any] = ["CV_NO_DUPLICATE_ON_RETRY", "CV_NO_LOSS", "CV_RECOVERED_ONCE",

@@ -24,7 +24,7 @@ from harness.families.jobs.contract import (
     Snapshot,
 )
 from harness.history import OpRecord
-from harness.invariants import STORE_READABLE, Finding, Invariant, check_store_readable
+from harness.invariants import STORE_READABLE, Finding, Invariant, run_invariants
 
 JOB_TRANSITIONS_VALID = "job-transitions-valid"
 JOB_UNIQUE = "job-unique"
@@ -379,13 +379,4 @@ def check_all(snapshot: Snapshot | None, history: Iterable[OpRecord], *,
               only: Iterable[str] | None = None) -> list[Finding]:
     """Run every ``jobs`` invariant (or those in ``only``). With no snapshot, only
     ``store-readable`` runs."""
-    wanted = set(only) if only is not None else set(INVARIANT_IDS)
-    hist = list(history)
-    if snapshot is None:
-        err = snapshot_error or "snapshot unavailable"
-        return check_store_readable(err) if STORE_READABLE in wanted else []
-    out: list[Finding] = []
-    for inv in INVARIANTS:
-        if inv.id in wanted and inv.check is not None:
-            out.extend(inv.check(snapshot, hist))
-    return out
+    return run_invariants(INVARIANTS, snapshot, history, snapshot_error=snapshot_error, only=only)
